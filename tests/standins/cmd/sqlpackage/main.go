@@ -1,0 +1,269 @@
+// Command sqlpackage stands in for Microsoft's sqlpackage: /Version,
+// /Action:Export and /Action:Import with the real parameter names (and their
+// short forms), against the SQL Server stand-in. A .bacpac it writes is a zip
+// shaped like the real one (model.xml, Origin.xml, Data/<table>/*.BCP) whose
+// data round-trips through Import. Exit code 0 on success, 1 on failure.
+package main
+
+import (
+	"archive/zip"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"sqlserver-backup/standins/internal/sqlwire"
+)
+
+// version is set at build time to the version the artifact is named after.
+var version = "170.4.83.3"
+
+var shortNames = map[string]string{
+	"a": "action", "ssn": "sourceservername", "sdn": "sourcedatabasename", "su": "sourceuser",
+	"sp": "sourcepassword", "stsc": "sourcetrustservercertificate", "tf": "targetfile",
+	"sf": "sourcefile", "tsn": "targetservername", "tdn": "targetdatabasename", "tu": "targetuser",
+	"tp": "targetpassword", "ttsc": "targettrustservercertificate", "p": "p",
+}
+
+type options struct {
+	values     map[string]string
+	properties map[string]string
+}
+
+func parse(arguments []string) (*options, error) {
+	parsed := &options{values: map[string]string{}, properties: map[string]string{}}
+	for _, argument := range arguments {
+		if !strings.HasPrefix(argument, "/") && !strings.HasPrefix(argument, "-") {
+			return nil, fmt.Errorf("'%s' is not a valid argument", argument)
+		}
+		name, value, _ := strings.Cut(argument[1:], ":")
+		key := strings.ToLower(name)
+		if long, found := shortNames[key]; found {
+			key = long
+		}
+		if key == "p" {
+			property, propertyValue, found := strings.Cut(value, "=")
+			if !found {
+				return nil, fmt.Errorf("'%s' is not a valid property; use /p:Name=Value", value)
+			}
+			parsed.properties[strings.ToLower(property)] = propertyValue
+			continue
+		}
+		parsed.values[key] = value
+	}
+	return parsed, nil
+}
+
+type modelXML struct {
+	XMLName  xml.Name     `xml:"DataSchemaModel"`
+	Database string       `xml:"DatabaseName,attr"`
+	Tables   []tableModel `xml:"Model>Element"`
+}
+
+type tableModel struct {
+	Name    string   `xml:"Name,attr"`
+	Columns []string `xml:"Column"`
+}
+
+func fail(action, message string) {
+	fmt.Fprintf(os.Stderr, "*** Error %s database:%s\n", action, message)
+	os.Exit(1)
+}
+
+func describe(err error) string {
+	var connectError *sqlwire.ConnectError
+	var sqlError *sqlwire.Error
+	switch {
+	case errors.As(err, &connectError):
+		return "Could not connect to database server.\n" + connectError.Error()
+	case errors.As(err, &sqlError):
+		return fmt.Sprintf("Could not connect to database server.\n%s (Microsoft.Data.SqlClient, Error Number:%d)", sqlError.Message, sqlError.Number)
+	}
+	return err.Error()
+}
+
+func commandTimeout(o *options) time.Duration {
+	seconds, err := strconv.Atoi(o.properties["commandtimeout"])
+	if err != nil || seconds <= 0 {
+		seconds = 60
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+func requireTrust(o *options, key, action string) {
+	// SQL Server's self-signed certificate is refused unless trusted, as the
+	// real sqlpackage (Encrypt=True by default since 161) does.
+	if !strings.EqualFold(o.values[key], "true") {
+		fail(action, "Could not connect to database server.\nA connection was successfully established with the server, but then an error occurred during the login process. (provider: SSL Provider, error: 0 - The certificate chain was issued by an authority that is not trusted.)")
+	}
+}
+
+func export(o *options) {
+	server, database, target := o.values["sourceservername"], o.values["sourcedatabasename"], o.values["targetfile"]
+	for key, value := range map[string]string{"SourceServerName": server, "SourceDatabaseName": database, "TargetFile": target} {
+		if value == "" {
+			fail("exporting", "The "+key+" argument is required for the Export action.")
+		}
+	}
+	if !strings.HasSuffix(strings.ToLower(target), ".bacpac") {
+		fail("exporting", "The TargetFile argument must name a .bacpac file.")
+	}
+	started := time.Now()
+	fmt.Printf("Connecting to database '%s' on server '%s'.\n", database, server)
+	requireTrust(o, "sourcetrustservercertificate", "exporting")
+	response, err := sqlwire.Call(server, sqlwire.Request{
+		Op: "export", User: o.values["sourceuser"], Password: o.values["sourcepassword"], Database: database,
+	}, commandTimeout(o))
+	if err != nil {
+		fail("exporting", describe(err))
+	}
+	fmt.Println("Extracting schema")
+	fmt.Println("Extracting schema from database")
+	fmt.Println("Exporting data")
+	if err := writeBacpac(target, response.Data); err != nil {
+		fail("exporting", fmt.Sprintf("Could not write the file '%s': %v", target, err))
+	}
+	fmt.Printf("Successfully exported database and saved it to file '%s'.\n", target)
+	fmt.Printf("Time elapsed %s\n", time.Since(started).Round(time.Millisecond))
+}
+
+func writeBacpac(target string, database *sqlwire.Database) error {
+	file, err := os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	archive := zip.NewWriter(file)
+	model := modelXML{Database: database.Name}
+	for _, table := range database.Tables {
+		model.Tables = append(model.Tables, tableModel{Name: table.Name, Columns: table.Columns})
+	}
+	modelBytes, err := xml.MarshalIndent(model, "", "  ")
+	if err != nil {
+		return err
+	}
+	entries := []struct {
+		name string
+		body []byte
+	}{
+		{"[Content_Types].xml", []byte(`<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="text/xml" /><Default Extension="BCP" ContentType="application/octet-stream" /></Types>`)},
+		{"model.xml", append([]byte(xml.Header), modelBytes...)},
+		{"DacMetadata.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacType xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><Name>%s</Name><Version>1.0.0.0</Version></DacType>`, database.Name))},
+		{"Origin.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacOrigin xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><PackageProperties><Version>3.1.0.0</Version></PackageProperties><Operation><Identity>standin</Identity><Start>%s</Start><ProductName>Microsoft.Data.Tools.Schema.Tasks.Sql, Version=%s (stand-in)</ProductName></Operation></DacOrigin>`, time.Now().UTC().Format(time.RFC3339), version))},
+	}
+	for _, table := range database.Tables {
+		rows, err := json.Marshal(table.Rows)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, struct {
+			name string
+			body []byte
+		}{path.Join("Data", table.Name, "TableData-000-00000.BCP"), rows})
+	}
+	for _, entry := range entries {
+		writer, err := archive.Create(entry.name)
+		if err != nil {
+			return err
+		}
+		if _, err := writer.Write(entry.body); err != nil {
+			return err
+		}
+	}
+	if err := archive.Close(); err != nil {
+		return err
+	}
+	return file.Close()
+}
+
+func readBacpac(source string) (*sqlwire.Database, error) {
+	archive, err := zip.OpenReader(source)
+	if err != nil {
+		return nil, err
+	}
+	defer archive.Close()
+	read := func(name string) ([]byte, error) {
+		entry, err := archive.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("the package is missing %s: %w", name, err)
+		}
+		defer entry.Close()
+		return io.ReadAll(entry)
+	}
+	modelBytes, err := read("model.xml")
+	if err != nil {
+		return nil, err
+	}
+	var model modelXML
+	if err := xml.Unmarshal(modelBytes, &model); err != nil {
+		return nil, fmt.Errorf("model.xml is not valid: %w", err)
+	}
+	database := &sqlwire.Database{Name: model.Database}
+	for _, table := range model.Tables {
+		rowBytes, err := read(path.Join("Data", table.Name, "TableData-000-00000.BCP"))
+		if err != nil {
+			return nil, err
+		}
+		restored := sqlwire.Table{Name: table.Name, Columns: table.Columns}
+		if err := json.Unmarshal(rowBytes, &restored.Rows); err != nil {
+			return nil, fmt.Errorf("table data of %s is not valid: %w", table.Name, err)
+		}
+		database.Tables = append(database.Tables, restored)
+	}
+	return database, nil
+}
+
+func importPackage(o *options) {
+	server, database, source := o.values["targetservername"], o.values["targetdatabasename"], o.values["sourcefile"]
+	for key, value := range map[string]string{"TargetServerName": server, "TargetDatabaseName": database, "SourceFile": source} {
+		if value == "" {
+			fail("importing", "The "+key+" argument is required for the Import action.")
+		}
+	}
+	started := time.Now()
+	data, err := readBacpac(source)
+	if err != nil {
+		fail("importing", fmt.Sprintf("The package '%s' could not be read: %v", source, err))
+	}
+	fmt.Printf("Importing to database '%s' on server '%s'.\n", database, server)
+	requireTrust(o, "targettrustservercertificate", "importing")
+	fmt.Println("Creating deployment plan")
+	if _, err := sqlwire.Call(server, sqlwire.Request{
+		Op: "import", User: o.values["targetuser"], Password: o.values["targetpassword"], Database: database, Data: data,
+	}, commandTimeout(o)); err != nil {
+		fail("importing", describe(err))
+	}
+	for _, table := range data.Tables {
+		fmt.Printf("Processing Table '[%s]'.\n", strings.ReplaceAll(table.Name, ".", "].["))
+	}
+	fmt.Printf("Successfully imported package.\nTime elapsed %s\n", time.Since(started).Round(time.Millisecond))
+}
+
+func main() {
+	parsed, err := parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "*** %v\n", err)
+		os.Exit(1)
+	}
+	if _, found := parsed.values["version"]; found {
+		fmt.Println(version)
+		return
+	}
+	switch strings.ToLower(parsed.values["action"]) {
+	case "export":
+		export(parsed)
+	case "import":
+		importPackage(parsed)
+	case "":
+		fmt.Fprintln(os.Stderr, "*** The Action argument is required. Use /Action:Export or /Action:Import.")
+		os.Exit(1)
+	default:
+		fmt.Fprintf(os.Stderr, "*** '%s' is not a valid action for this stand-in (Export, Import).\n", parsed.values["action"])
+		os.Exit(1)
+	}
+}
