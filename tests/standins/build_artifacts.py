@@ -6,7 +6,7 @@ Writes into tests/.artifacts/ (or --out):
   sqlpackage-linux-x64-en-<version>.zip         (as Microsoft ships sqlpackage)
   bin/mssql-standin, bin/sqlcmd                  (for the SQL Server stand-in image)
   bin/artifact-server                            (serves this folder over HTTP)
-  standin-vars.yml                               (Ansible extra vars: URLs + checksums)
+  SHA256SUMS                                     (sha256 of both artifacts)
 
 Archives are byte-for-byte reproducible (fixed timestamps and owners), so the
 checksums, and therefore the image build, only change when the code does.
@@ -75,7 +75,6 @@ def sha256(content: bytes) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE.parent / ".artifacts")
-    parser.add_argument("--base-url", default="http://127.0.0.1:8765")
     arguments = parser.parse_args()
     out: Path = arguments.out
     binaries = out / "bin"
@@ -95,25 +94,16 @@ def main() -> int:
         "sqlpackage.deps.json": (b'{"runtimeTarget": {"name": "stand-in"}}\n', 0o644),
     })
     checksums = f"{sha256(gobackup)}  {gobackup_name}\n".encode()
+    # Microsoft publishes no checksums file; the tests serve one so the URL
+    # form of get_url's checksum is exercised for both artifacts.
+    sums = f"{sha256(sqlpackage)}  {sqlpackage_name}\n".encode() + checksums
 
     changed = [
         write_if_changed(out / gobackup_name, gobackup),
         write_if_changed(out / "checksums.txt", checksums),
         write_if_changed(out / sqlpackage_name, sqlpackage),
+        write_if_changed(out / "SHA256SUMS", sums),
     ]
-    base = arguments.base_url.rstrip("/")
-    extra_vars = "\n".join([
-        "---",
-        "# Written by tests/standins/build_artifacts.py: the stand-ins, served like the real releases.",
-        f"backup_image_sqlpackage_version: \"{SQLPACKAGE_VERSION}\"",
-        f"backup_image_sqlpackage_url: {base}/{sqlpackage_name}",
-        f"backup_image_sqlpackage_checksum: \"sha256:{sha256(sqlpackage)}\"",
-        f"backup_image_gobackup_version: \"{GOBACKUP_VERSION}\"",
-        f"backup_image_gobackup_url: {base}/{gobackup_name}",
-        f"backup_image_gobackup_checksum: \"sha256:{base}/checksums.txt\"",
-        "",
-    ]).encode()
-    changed.append(write_if_changed(out / "standin-vars.yml", extra_vars))
     print("changed" if any(changed) else "unchanged")
     return 0
 

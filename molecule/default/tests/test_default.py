@@ -1,0 +1,185 @@
+"""Verify the deployed development stack: files on the Docker host, the backup
+image and the running backup container."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import testinfra
+import yaml
+
+STACK_DIR = Path("/tmp/sqlserver-backup-molecule/stack")
+SECRETS_DIR = Path("/tmp/sqlserver-backup-molecule/secrets")
+PROJECT = "sqlserver-backup-molecule"
+BACKUP_CONTAINER = f"{PROJECT}-backup-1"
+CONTAINER_UID = 10001
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture(scope="module")
+def backup_container(docker_client: docker.DockerClient):
+    container = docker_client.containers.get(BACKUP_CONTAINER)
+    deadline = time.monotonic() + 120
+    while container.attrs["State"].get("Health", {}).get("Status") == "starting" and time.monotonic() < deadline:
+        time.sleep(2)
+        container.reload()
+    return container
+
+
+@pytest.fixture(scope="module")
+def backup_host():
+    return testinfra.get_host(f"docker://{BACKUP_CONTAINER}")
+
+
+@pytest.fixture(scope="module")
+def secrets() -> list[str]:
+    values = [path.read_text().split()[0] for path in SECRETS_DIR.iterdir()]
+    assert values, "the molecule run generated no secrets"
+    return values
+
+
+@pytest.fixture(scope="module")
+def rendered_config(host) -> dict:
+    return yaml.safe_load(host.file(str(STACK_DIR / "config" / "gobackup.yml")).content_string)
+
+
+@pytest.mark.parametrize(
+    ("path", "mode"),
+    [("config", 0o700), ("config/gobackup.yml", 0o600), ("config/.env", 0o600)],
+)
+def test_config_files_belong_to_the_container_user(host, path: str, mode: int) -> None:
+    target = host.file(str(STACK_DIR / path))
+    assert target.exists
+    assert target.uid == CONTAINER_UID
+    assert target.mode == mode
+
+
+def test_secret_files_are_private(host) -> None:
+    assert host.file(str(STACK_DIR / "dev-services.env")).mode == 0o600
+
+
+def test_config_uses_gobackup_key_names(rendered_config: dict) -> None:
+    database = rendered_config["models"]["sales"]["databases"]["SalesDemo"]
+    assert database["type"] == "mssql"
+    assert database["trust_server_certificate"] is True
+    assert "trustServerCertificate" not in database
+    assert database["password"] == "${MSSQL_PASSWORD_SALES}"
+    assert rendered_config["web"]["host"] == "127.0.0.1"
+
+
+def test_every_model_uploads_under_its_own_host_and_model_path(rendered_config: dict) -> None:
+    paths = {name: model["storages"]["minio"]["path"] for name, model in rendered_config["models"].items()}
+    assert paths == {
+        "sales": "molecule/sqlserver-backup-molecule/sales",
+        "inventory": "molecule/sqlserver-backup-molecule/inventory",
+    }
+
+
+def test_per_database_settings_override_the_defaults(rendered_config: dict) -> None:
+    inventory, sales = rendered_config["models"]["inventory"], rendered_config["models"]["sales"]
+    assert inventory["schedule"]["cron"] == "15 3 * * *"
+    assert inventory["storages"]["minio"]["keep"] == 3
+    assert sales["schedule"]["cron"] == "0 2 * * *"
+    assert sales["storages"]["minio"]["keep"] == 7
+
+
+def test_secrets_live_only_in_the_env_file(host, secrets: list[str]) -> None:
+    env_file = host.file(str(STACK_DIR / "config" / ".env")).content_string
+    assert f"MINIO_SECRET_KEY='{secrets_by_name()['minio_backup_secret_key']}'" in env_file
+    for path in ("config/gobackup.yml", "compose.yml"):
+        content = host.file(str(STACK_DIR / path)).content_string
+        assert not [secret for secret in secrets if secret in content], path
+
+
+def secrets_by_name() -> dict[str, str]:
+    return {path.name: path.read_text().split()[0] for path in SECRETS_DIR.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("gobackup -v", "gobackup version 3.1.1"), ("sqlpackage /Version", "170.4.83.3")],
+)
+def test_tools_answer_their_version(backup_host, command: str, expected: str) -> None:
+    assert backup_host.check_output(command).strip() == expected
+
+
+@pytest.mark.parametrize("path", ["/usr/local/bin/gobackup", "/usr/local/sqlpackage/sqlpackage"])
+def test_binaries_are_executable(backup_host, path: str) -> None:
+    binary = backup_host.file(path)
+    assert binary.is_file
+    assert binary.mode & 0o111 == 0o111
+
+
+def test_sqlpackage_is_on_the_path_through_a_symlink(backup_host) -> None:
+    link = backup_host.file("/usr/local/bin/sqlpackage")
+    assert link.is_symlink
+    assert backup_host.check_output("readlink -f /usr/local/bin/sqlpackage") == "/usr/local/sqlpackage/sqlpackage"
+
+
+@pytest.mark.parametrize(
+    ("path", "mode"),
+    [("/tmp/gobackup", 0o700), ("/var/lib/gobackup", 0o750), ("/var/lib/gobackup/.gobackup", 0o750)],
+)
+def test_writable_directories_belong_to_the_container_user(backup_host, path: str, mode: int) -> None:
+    directory = backup_host.file(path)
+    assert directory.is_directory
+    assert directory.uid == CONTAINER_UID
+    assert directory.mode == mode
+
+
+def test_config_is_mounted_read_only(backup_host) -> None:
+    assert backup_host.run("touch /etc/gobackup/probe").rc != 0
+
+
+def test_container_runs_as_non_root(backup_host, backup_container) -> None:
+    assert backup_container.attrs["Config"]["User"] == f"{CONTAINER_UID}:{CONTAINER_UID}"
+    owners = backup_host.check_output(
+        "python3 -c \"import pathlib; print(sorted({p.stat().st_uid for p in pathlib.Path('/proc').glob('[0-9]*')}))\""
+    )
+    assert owners == f"[{CONTAINER_UID}]"
+
+
+def test_container_is_healthy(backup_container) -> None:
+    assert backup_container.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_scheduler_answers_only_inside_the_container(backup_host, backup_container) -> None:
+    assert backup_container.attrs["NetworkSettings"]["Ports"] in ({}, None)
+    status = backup_host.check_output(
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:2703/status').read().decode())\""
+    )
+    assert '"GoBackup is running."' in status
+
+
+def test_scheduler_uses_the_configured_time_zone(backup_host) -> None:
+    assert backup_host.check_output("date +%Z") in {"CET", "CEST"}
+
+
+def test_no_secret_in_container_or_image_metadata(docker_client, backup_container, secrets: list[str]) -> None:
+    image = docker_client.images.get(backup_container.attrs["Config"]["Image"])
+    for what, metadata in (("container", backup_container.attrs), ("image", image.attrs)):
+        text = repr(metadata)
+        assert not [secret for secret in secrets if secret in text], what
+
+
+def test_image_carries_labels_and_a_health_check(docker_client, backup_container) -> None:
+    config = docker_client.images.get(backup_container.attrs["Config"]["Image"]).attrs["Config"]
+    assert config["Labels"]["org.opencontainers.image.title"] == "sqlserver-backup"
+    assert config["Labels"]["org.sqlserver-backup.gobackup.version"] == "3.1.1"
+    assert config["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/docker-healthcheck"]
+
+
+@pytest.mark.parametrize("tool", ["unzip", "gcc", "curl", "wget"])
+def test_no_build_tools_in_the_image(backup_host, tool: str) -> None:
+    assert backup_host.run(f"command -v {tool}").rc != 0
+
+
+def test_no_package_lists_left_in_the_image(backup_host) -> None:
+    assert backup_host.check_output("find /var/lib/apt/lists -type f -name '*_Packages*' | wc -l") == "0"
