@@ -47,7 +47,8 @@ MSSQL_RENAMED_KEYS = {
 MSSQL_SPLIT_FIELDS = ("host", "database", "username", "password")
 S3_STORAGE_TYPES = {"minio", "s3"}
 CRON_DESCRIPTORS = re.compile(r"^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$")
-CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$|^[A-Za-z]{3}(-[A-Za-z]{3})?$")
+CRON_FIELD = re.compile(r"^(\*|(\d+)(-(\d+))?)(/\d+)?$|^[A-Za-z]{3}(-[A-Za-z]{3})?$")
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 # GoBackup v3.1.1 parses `every` as a Go duration only ("1day" is rejected).
 EVERY = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 LOOPBACK_NAMES = {"localhost"}
@@ -149,39 +150,44 @@ def environment_for(config_path: Path, environ: Mapping[str, str]) -> dict[str, 
     return merged
 
 
-def _leaves(raw: Any, expanded: Any, where: str) -> Iterator[tuple[str, Any, Any]]:
-    if isinstance(raw, dict) and isinstance(expanded, dict):
-        for (raw_key, raw_value), (_, expanded_value) in zip(raw.items(), expanded.items(), strict=False):
-            yield from _leaves(raw_value, expanded_value, f"{where}.{raw_key}" if where else str(raw_key))
-    elif isinstance(raw, list) and isinstance(expanded, list):
-        for position, (raw_item, expanded_item) in enumerate(zip(raw, expanded, strict=False)):
-            yield from _leaves(raw_item, expanded_item, f"{where}[{position}]")
-    else:
-        yield where, raw, expanded
+def _survives_yaml(value: str) -> bool:
+    """True when `key: <value>` parses back to exactly value (or a number/bool)."""
+    try:
+        parsed = yaml.safe_load(f"key: {value}")
+    except yaml.YAMLError:
+        return False
+    got = parsed.get("key") if isinstance(parsed, dict) else None
+    return got is not None and not isinstance(got, dict | list) and str(got).lower() == value.lower()
 
 
-def _check_mangled_values(raw_text: str, expanded: Any, environ: Mapping[str, str]) -> list[str]:
-    """A `${VAR}` value must reach GoBackup unchanged after expansion and YAML parsing."""
+def _check_mangled_values(raw_text: str, environ: Mapping[str, str]) -> list[str]:
+    """A value that is a whole `${VAR}` must reach GoBackup unchanged after
+    expansion and YAML parsing; names the variable, never its value."""
     try:
         raw = yaml.safe_load(raw_text)
     except yaml.YAMLError:
-        return []  # the raw text is not YAML on its own; the expanded parse decides
+        return []  # not YAML before expansion either: the parse error says why
     reasons = []
-    for where, raw_value, expanded_value in _leaves(raw, expanded, ""):
-        if not isinstance(raw_value, str):
-            continue
-        match = WHOLE_REFERENCE.match(raw_value)
-        if not match:
-            continue
-        name = match.group(1) or match.group(2)
-        wanted = environ.get(name, "")
-        got = "" if expanded_value is None else str(expanded_value)
-        if got != wanted and not isinstance(expanded_value, bool | int | float):
+    for where, value in _string_leaves(raw, ""):
+        match = WHOLE_REFERENCE.match(value)
+        if match and not _survives_yaml(environ.get(match.group(1) or match.group(2), "")):
+            name = match.group(1) or match.group(2)
             reasons.append(
                 f"{where}: the value of {name} would reach GoBackup altered by YAML "
                 "(it contains characters such as ': ', ' #', quotes or a leading '&', '*', '!')"
             )
     return reasons
+
+
+def _string_leaves(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _string_leaves(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for position, item in enumerate(node):
+            yield from _string_leaves(item, f"{where}[{position}]")
+    elif isinstance(node, str):
+        yield where, node
 
 
 def _is_loopback(host: str) -> bool:
@@ -193,6 +199,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _cron_field_ok(field: str, bounds: tuple[int, int]) -> bool:
+    for part in field.split(","):
+        match = CRON_FIELD.match(part)
+        if not match:
+            return False
+        numbers = [int(number) for number in (match.group(2), match.group(4)) if number is not None]
+        if any(not bounds[0] <= number <= bounds[1] for number in numbers):
+            return False
+    return True
+
+
 def _check_cron(model: str, cron: str) -> list[str]:
     cron = cron.strip()
     if CRON_DESCRIPTORS.match(cron) or cron.startswith("@every "):
@@ -200,7 +217,7 @@ def _check_cron(model: str, cron: str) -> list[str]:
     fields = cron.split()
     if len(fields) != 5:
         return [f"model {model}: schedule.cron '{cron}' needs 5 fields (minute hour day month weekday)"]
-    bad = [field for field in fields if not all(CRON_FIELD.match(part) for part in field.split(","))]
+    bad = [field for field, bounds in zip(fields, CRON_RANGES, strict=True) if not _cron_field_ok(field, bounds)]
     return [f"model {model}: schedule.cron '{cron}' has invalid field(s): {' '.join(bad)}"] if bad else []
 
 
@@ -321,15 +338,21 @@ def load(config_path: Path, environ: Mapping[str, str]) -> tuple[Any, dict[str, 
         elif name in GO_SPECIAL_NAMES:
             reasons.append(f"a '${name}' in the config would be expanded by GoBackup; keep literal '$' values in .env")
         elif not environment.get(name):
-            reasons.append(f"{name} is not set (referenced by {config_path.name})")
+            reasons.append(
+                f"{name} is not set (referenced by {config_path.name}; GoBackup expands every '$' in it,"
+                " so a literal '$' belongs in .env)"
+            )
     if reasons:
         raise ConfigError(reasons)
+    mangled = _check_mangled_values(text, environment)
+    if mangled:
+        raise ConfigError(mangled)
     expanded_text = go_expand(text, lambda name: environment.get(name, ""))
     try:
         document = yaml.safe_load(expanded_text)
     except yaml.YAMLError as error:
         raise ConfigError([f"{config_path} is not valid YAML after expansion: {error}"]) from None
-    reasons = _check_mangled_values(text, document, environment) + check_document(document)
+    reasons = check_document(document)
     if reasons:
         raise ConfigError(reasons)
     return document, environment

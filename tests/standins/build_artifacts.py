@@ -85,6 +85,7 @@ def main() -> int:
     go_build("sqlcmd", binaries / "sqlcmd")
     go_build("mssql-standin", binaries / "mssql-standin")
     go_build("artifact-server", binaries / "artifact-server")
+    go_build("goexpand", binaries / "goexpand")
 
     gobackup_name = "gobackup-linux-amd64.tar.gz"
     gobackup = tar_gz("gobackup", (binaries / "gobackup").read_bytes())
