@@ -30,12 +30,33 @@ GO_SPECIAL_NAMES = set("*#$@!?-0123456789")
 
 SCHEDULE_KEYS = {"enabled", "cron", "every", "at"}
 MODEL_KEYS = {
-    "description", "schedule", "databases", "storages", "default_storage", "compress_with",
-    "encrypt_with", "split_with", "archive", "notifiers", "before_script", "after_script",
+    "description",
+    "schedule",
+    "databases",
+    "storages",
+    "default_storage",
+    "compress_with",
+    "encrypt_with",
+    "split_with",
+    "archive",
+    "notifiers",
+    "before_script",
+    "after_script",
 }
 MSSQL_KEYS = {
-    "type", "host", "port", "database", "username", "password", "trust_server_certificate",
-    "all_databases", "skip_databases", "args", "before_script", "after_script", "on_exit",
+    "type",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "trust_server_certificate",
+    "all_databases",
+    "skip_databases",
+    "args",
+    "before_script",
+    "after_script",
+    "on_exit",
 }
 # GoBackup v3 renamed these; the camelCase spellings are silently ignored upstream.
 MSSQL_RENAMED_KEYS = {
@@ -76,7 +97,7 @@ def _go_shell_name(text: str) -> tuple[str, int]:
     if text[0] in GO_SPECIAL_NAMES:
         return text[0:1], 1
     width = 0
-    while width < len(text) and (text[width] == "_" or text[width].isascii() and text[width].isalnum()):
+    while width < len(text) and (text[width] == "_" or (text[width].isascii() and text[width].isalnum())):
         width += 1
     return text[:width], width
 
@@ -258,7 +279,9 @@ def _check_mssql(model: str, key: str, database: dict[str, Any]) -> list[str]:
     for field in MSSQL_SPLIT_FIELDS:
         value = database.get(field)
         if isinstance(value, str) and re.search(r"\s", value):
-            reasons.append(f"{where}: {field} contains whitespace, which GoBackup's sqlpackage command line splits apart")
+            reasons.append(
+                f"{where}: {field} contains whitespace, which GoBackup's sqlpackage command line splits apart"
+            )
     return reasons
 
 
@@ -370,7 +393,12 @@ def endpoints(document: Mapping[str, Any]) -> Iterator[tuple[str, str, str, int]
     for model, body in document["models"].items():
         for key, database in (body.get("databases") or {}).items():
             if database.get("type") == "mssql":
-                yield f"SQL Server {key}", model, str(database.get("host", "127.0.0.1")), int(database.get("port", 1433))
+                yield (
+                    f"SQL Server {key}",
+                    model,
+                    str(database.get("host", "127.0.0.1")),
+                    int(database.get("port", 1433)),
+                )
         for key, storage in (body.get("storages") or {}).items():
             if storage.get("type") in S3_STORAGE_TYPES:
                 url = urlsplit(str(storage["endpoint"]))

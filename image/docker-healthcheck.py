@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
-import backupcfg  # noqa: E402
+import backupcfg
 
 STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
 
@@ -33,7 +33,7 @@ def main() -> int:
         return 0  # web server disabled: Docker's own restart policy watches the process
     host, port = address
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=5) as response:
             if response.status == 200:
                 return 0
             print(f"unhealthy: /status answered HTTP {response.status}")

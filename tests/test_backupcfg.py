@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "image"))
-import backupcfg  # noqa: E402
+import backupcfg
 
 EXPANSION_CASES = [
     "plain text",
@@ -128,7 +127,8 @@ def test_two_models_writing_one_path_are_refused(tmp_path: Path) -> None:
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     reasons = reasons_for(tmp_path, "models: [unclosed\n")
-    assert reasons and "is not valid YAML" in reasons[0]
+    assert reasons
+    assert "is not valid YAML" in reasons[0]
 
 
 def test_endpoints_lists_sql_servers_and_storages(tmp_path: Path) -> None:

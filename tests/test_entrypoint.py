@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REQUIRED_ENV, free_port
 
 
@@ -51,8 +50,15 @@ def test_defaults_fill_the_bundled_template(daemon, entrypoint_env) -> None:
 
 def test_values_override_the_defaults(daemon, entrypoint_env) -> None:
     port = free_port()
-    env = {**REQUIRED_ENV, "GOBACKUP_WEB_PORT": str(port), "MSSQL_PORT": "14330", "BACKUP_MODEL": "sales",
-           "BACKUP_CRON": "15 1 * * *", "BACKUP_KEEP": "3", "MINIO_PATH": "prod/host-a"}
+    env = {
+        **REQUIRED_ENV,
+        "GOBACKUP_WEB_PORT": str(port),
+        "MSSQL_PORT": "14330",
+        "BACKUP_MODEL": "sales",
+        "BACKUP_CRON": "15 1 * * *",
+        "BACKUP_KEEP": "3",
+        "MINIO_PATH": "prod/host-a",
+    }
     with daemon(env, port):
         model = rendered(entrypoint_env)["models"]["sales"]
     assert model["databases"]["${MSSQL_DATABASE}"]["port"] == 14330
@@ -72,7 +78,9 @@ def test_daemon_mode_runs_the_scheduler_and_stops_cleanly_on_sigterm(daemon) -> 
 
 def test_once_mode_performs_every_model_and_exits_with_its_status(run_entrypoint) -> None:
     # Nothing listens on port 9 of loopback: the export fails, so perform must.
-    result = run_entrypoint({**REQUIRED_ENV, "RUN_MODE": "once", "MSSQL_PORT": "9", "MSSQL_TRUST_SERVER_CERTIFICATE": "true"})
+    result = run_entrypoint(
+        {**REQUIRED_ENV, "RUN_MODE": "once", "MSSQL_PORT": "9", "MSSQL_TRUST_SERVER_CERTIFICATE": "true"}
+    )
     assert result.returncode == 1
     assert "[Model: sqlserver] WorkDir:" in result.stdout
     assert "Could not connect to database server" in result.stdout + result.stderr
@@ -112,8 +120,13 @@ def test_passwords_gobackup_would_mangle_are_refused_without_printing_them(run_e
 def test_secrets_can_come_from_files(run_entrypoint, tmp_path: Path) -> None:
     secret_file = tmp_path / "mssql_password"
     secret_file.write_text("Fr0mAFileSecret\n")
-    env = {**REQUIRED_ENV, "MSSQL_PASSWORD_FILE": str(secret_file), "RUN_MODE": "once", "MSSQL_PORT": "9",
-           "MSSQL_TRUST_SERVER_CERTIFICATE": "true"}
+    env = {
+        **REQUIRED_ENV,
+        "MSSQL_PASSWORD_FILE": str(secret_file),
+        "RUN_MODE": "once",
+        "MSSQL_PORT": "9",
+        "MSSQL_TRUST_SERVER_CERTIFICATE": "true",
+    }
     del env["MSSQL_PASSWORD"]
     result = run_entrypoint(env)
     assert "MSSQL_PASSWORD is not set" not in result.stderr

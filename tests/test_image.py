@@ -11,7 +11,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from conftest import REPO, REQUIRED_ENV
 
 IMAGE = "sqlserver-backup:1.0.0"
@@ -20,7 +19,10 @@ PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 def playbook(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PLAYBOOK, *arguments], capture_output=True, text=True, check=False,
+        [PLAYBOOK, *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
     )
 
@@ -30,10 +32,18 @@ def build_dir(tmp_path_factory) -> Path:
     prepared = playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
     assert prepared.returncode == 0, prepared.stdout
     directory = tmp_path_factory.mktemp("build")
-    built = playbook("-i", str(REPO / "inventories" / "dev"), "-e", f"@{REPO}/tests/offline-vars.yml",
-                     "-e", f"backup_image_build_dir={directory}", str(REPO / "playbooks" / "build.yml"))
+    built = playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{REPO}/tests/offline-vars.yml",
+        "-e",
+        f"backup_image_build_dir={directory}",
+        str(REPO / "playbooks" / "build.yml"),
+    )
     assert built.returncode == 0, built.stdout
-    assert f"{IMAGE}: " in built.stdout and " MiB (sqlpackage 170.4.83.3, GoBackup 3.1.1" in built.stdout
+    assert f"{IMAGE}: " in built.stdout, "the build reports the image size"
+    assert " MiB (sqlpackage 170.4.83.3, GoBackup 3.1.1" in built.stdout
     return directory
 
 
@@ -43,20 +53,34 @@ def client() -> docker.DockerClient:
 
 
 def test_a_wrong_checksum_stops_the_build_naming_the_artifact(tmp_path: Path, build_dir: Path) -> None:
-    result = playbook("-i", str(REPO / "inventories" / "dev"), "-e", f"@{REPO}/tests/offline-vars.yml",
-                      "-e", f"backup_image_build_dir={tmp_path}",
-                      "-e", "backup_image_sqlpackage_checksum=sha256:" + "0" * 64,
-                      str(REPO / "playbooks" / "build.yml"))
+    result = playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{REPO}/tests/offline-vars.yml",
+        "-e",
+        f"backup_image_build_dir={tmp_path}",
+        "-e",
+        "backup_image_sqlpackage_checksum=sha256:" + "0" * 64,
+        str(REPO / "playbooks" / "build.yml"),
+    )
     assert result.returncode != 0
-    assert "- sqlpackage could not be had from http://127.0.0.1:8765/sqlpackage-linux-x64-en-170.4.83.3.zip" in result.stdout
+    assert (
+        "- sqlpackage could not be had from http://127.0.0.1:8765/sqlpackage-linux-x64-en-170.4.83.3.zip"
+        in result.stdout
+    )
     assert "did not match" in result.stdout
     assert "gobackup could not be had" not in result.stdout
 
 
 def test_the_dockerfile_verifies_the_artifacts_itself(client: docker.DockerClient, build_dir: Path) -> None:
     with pytest.raises(docker.errors.BuildError) as failure:
-        client.images.build(path=str(build_dir / "context"), rm=True, forcerm=True,
-                            buildargs={"BASE_IMAGE": "sqlserver-backup/base:bookworm", "SQLPACKAGE_SHA256": "f" * 64})
+        client.images.build(
+            path=str(build_dir / "context"),
+            rm=True,
+            forcerm=True,
+            buildargs={"BASE_IMAGE": "sqlserver-backup/base:bookworm", "SQLPACKAGE_SHA256": "f" * 64},
+        )
     log = "".join(str(entry.get("stream", "")) + str(entry.get("error", "")) for entry in failure.value.build_log)
     assert "artifact sqlpackage: sha256 mismatch" in log
 
@@ -85,7 +109,9 @@ def running(client: docker.DockerClient, build_dir: Path, tmp_path: Path):
     for path in secrets.iterdir():
         path.chmod(0o644)
     container = client.containers.run(
-        IMAGE, detach=True, environment=environment,
+        IMAGE,
+        detach=True,
+        environment=environment,
         volumes={str(secrets): {"bind": "/run/secrets", "mode": "ro"}},
     )
     try:

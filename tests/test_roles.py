@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 ROLES = sorted(path.name for path in (REPO / "roles").iterdir() if path.is_dir())
@@ -29,7 +28,9 @@ TEST_SECRETS = {
 
 
 def secret_values() -> list[str]:
-    return [v for v in TEST_SECRETS.values() if isinstance(v, str)] + list(TEST_SECRETS["vault_mssql_passwords"].values())
+    return [v for v in TEST_SECRETS.values() if isinstance(v, str)] + list(
+        TEST_SECRETS["vault_mssql_passwords"].values()
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -75,14 +76,22 @@ def vault_password_file(tmp_path_factory) -> Path:
 
 def render(inventory: str, out: Path, vault_password_file: Path, *extra: str, secrets: bool = True):
     command = [
-        str(Path(sys.executable).parent / "ansible-playbook"), "-v",
-        "-i", str(REPO / "inventories" / inventory),
-        "--vault-password-file", str(vault_password_file),
-        "-e", f"backup_config_dir={out}/{{{{ inventory_hostname }}}}",
-        "-e", "backup_config_restart_on_change=false",
-        "-e", f"backup_config_owner_uid={os.getuid()}",
-        "-e", "ansible_become=false",
-        "-e", f"ansible_python_interpreter={sys.executable}",
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-v",
+        "-i",
+        str(REPO / "inventories" / inventory),
+        "--vault-password-file",
+        str(vault_password_file),
+        "-e",
+        f"backup_config_dir={out}/{{{{ inventory_hostname }}}}",
+        "-e",
+        "backup_config_restart_on_change=false",
+        "-e",
+        f"backup_config_owner_uid={os.getuid()}",
+        "-e",
+        "ansible_become=false",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
     ]
     if secrets:
         secrets_file = out.parent / f"{out.name}-secrets.yml"
@@ -90,8 +99,13 @@ def render(inventory: str, out: Path, vault_password_file: Path, *extra: str, se
         command += ["-e", f"@{secrets_file}"]
     command += extra  # later extra vars win over the test secrets
     command.append(str(REPO / "tests" / "playbooks" / "render_config.yml"))
-    return subprocess.run(command, capture_output=True, text=True, check=False,
-                          env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +144,19 @@ def test_host_settings_override_group_settings(production) -> None:
 def test_host_vars_override_group_vars_in_the_inventory(vault_password_file: Path) -> None:
     def timezone(host: str) -> str:
         result = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(REPO / "inventories" / "production"),
-             "--vault-password-file", str(vault_password_file), "--host", host],
-            capture_output=True, text=True, check=True)
+            [
+                str(Path(sys.executable).parent / "ansible-inventory"),
+                "-i",
+                str(REPO / "inventories" / "production"),
+                "--vault-password-file",
+                str(vault_password_file),
+                "--host",
+                host,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return yaml.safe_load(result.stdout)["backup_stack_timezone"]
 
     assert timezone("sqlbackup-01.example.internal") == "Europe/Berlin"
@@ -154,8 +178,17 @@ def test_secrets_are_only_in_the_private_env_file(production) -> None:
 def test_rendered_config_passes_the_image_check(production) -> None:
     out, _ = production
     check = subprocess.run(
-        [sys.executable, str(REPO / "image" / "backupcfg.py"), "check", str(out / "sqlbackup-02.example.internal" / "gobackup.yml")],
-        capture_output=True, text=True, check=False, env={"PATH": os.environ["PATH"]})
+        [
+            sys.executable,
+            str(REPO / "image" / "backupcfg.py"),
+            "check",
+            str(out / "sqlbackup-02.example.internal" / "gobackup.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"]},
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -169,8 +202,17 @@ def test_a_second_run_changes_nothing(tmp_path: Path, vault_password_file: Path)
 def test_check_diff_shows_changes_but_never_a_secret(tmp_path: Path, vault_password_file: Path) -> None:
     out = tmp_path / "hosts"
     assert render("staging", out, vault_password_file).returncode == 0
-    changed = render("staging", out, vault_password_file, "--check", "--diff", "-e", "backup_config_keep=9",
-                     "-e", "backup_config_minio_secret_key=Ch4ngedSecretValueXy")
+    changed = render(
+        "staging",
+        out,
+        vault_password_file,
+        "--check",
+        "--diff",
+        "-e",
+        "backup_config_keep=9",
+        "-e",
+        "backup_config_minio_secret_key=Ch4ngedSecretValueXy",
+    )
     assert changed.returncode == 0, changed.stdout
     assert "+        keep: 9" in changed.stdout
     assert "Ch4ngedSecretValueXy" not in changed.stdout + changed.stderr
@@ -188,8 +230,10 @@ def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_p
 @pytest.mark.parametrize(
     ("override", "reason"),
     [
-        ('{"vault_mssql_passwords": {"sqlstaging_01": "has space", "sqlstaging_02": "ok-Passw0rd"}}',
-         "backup_config_databases[0] (crm): password contains whitespace"),
+        (
+            '{"vault_mssql_passwords": {"sqlstaging_01": "has space", "sqlstaging_02": "ok-Passw0rd"}}',
+            "backup_config_databases[0] (crm): password contains whitespace",
+        ),
         ("backup_config_minio_endpoint=minio:9000", "backup_config_minio_endpoint must be a URL"),
         ("backup_config_minio_bucket=Bad_Bucket", "backup_config_minio_bucket is not a valid S3 bucket name"),
         ("backup_config_schedule='0 2 * *'", "schedule must be a five-field cron expression"),

@@ -90,10 +90,12 @@ def main() -> int:
     gobackup_name = "gobackup-linux-amd64.tar.gz"
     gobackup = tar_gz("gobackup", (binaries / "gobackup").read_bytes())
     sqlpackage_name = f"sqlpackage-linux-x64-en-{SQLPACKAGE_VERSION}.zip"
-    sqlpackage = zip_of({
-        "sqlpackage": ((binaries / "sqlpackage").read_bytes(), 0o644),  # Microsoft's zip lacks +x too
-        "sqlpackage.deps.json": (b'{"runtimeTarget": {"name": "stand-in"}}\n', 0o644),
-    })
+    sqlpackage = zip_of(
+        {
+            "sqlpackage": ((binaries / "sqlpackage").read_bytes(), 0o644),  # Microsoft's zip lacks +x too
+            "sqlpackage.deps.json": (b'{"runtimeTarget": {"name": "stand-in"}}\n', 0o644),
+        }
+    )
     checksums = f"{sha256(gobackup)}  {gobackup_name}\n".encode()
     # Microsoft publishes no checksums file; the tests serve one so the URL
     # form of get_url's checksum is exercised for both artifacts.
