@@ -2,6 +2,7 @@
 // stand-in: -S server[,port] -U user -P password [-d database] -Q query
 // [-C] [-b] [-h -1] [-W] [-o file]. Rows print one per line, columns joined by
 // -s (default a space); errors print as "Msg N, Level 16, ..." and exit 1.
+// Without -P the password comes from SQLCMDPASSWORD, as with the real sqlcmd.
 package main
 
 import (
@@ -36,6 +37,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "Sqlcmd: '%s': Unknown Option. Enter '-?' for help.\n", flag)
 			os.Exit(1)
 		}
+	}
+	if _, given := options["-P"]; !given {
+		options["-P"] = os.Getenv("SQLCMDPASSWORD") // as sqlcmd does: keeps it off the command line
 	}
 	query := options["-Q"]
 	if query == "" {

@@ -60,15 +60,36 @@ func parse(arguments []string) (*options, error) {
 	return parsed, nil
 }
 
+// modelXML is the part of a real bacpac's model.xml the stand-in writes:
+// SqlTable elements with their SqlSimpleColumn children, bracket-quoted.
 type modelXML struct {
-	XMLName  xml.Name     `xml:"DataSchemaModel"`
-	Database string       `xml:"DatabaseName,attr"`
-	Tables   []tableModel `xml:"Model>Element"`
+	XMLName  xml.Name       `xml:"DataSchemaModel"`
+	Xmlns    string         `xml:"xmlns,attr"`
+	Elements []modelElement `xml:"Model>Element"`
 }
 
-type tableModel struct {
-	Name    string   `xml:"Name,attr"`
-	Columns []string `xml:"Column"`
+type modelElement struct {
+	Type    string       `xml:"Type,attr"`
+	Name    string       `xml:"Name,attr"`
+	Columns []modelEntry `xml:"Relationship>Entry"`
+}
+
+type modelEntry struct {
+	Column struct {
+		Type string `xml:"Type,attr"`
+		Name string `xml:"Name,attr"`
+	} `xml:"Element"`
+}
+
+const dacNamespace = "http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"
+
+// quoted turns dbo.Customers into [dbo].[Customers].
+func quoted(parts ...string) string {
+	return "[" + strings.Join(parts, "].[") + "]"
+}
+
+func unquoted(name string) []string {
+	return strings.Split(strings.Trim(name, "[]"), "].[")
 }
 
 func fail(action, message string) {
@@ -139,9 +160,16 @@ func writeBacpac(target string, database *sqlwire.Database) error {
 		return err
 	}
 	archive := zip.NewWriter(file)
-	model := modelXML{Database: database.Name}
+	model := modelXML{Xmlns: dacNamespace}
 	for _, table := range database.Tables {
-		model.Tables = append(model.Tables, tableModel{Name: table.Name, Columns: table.Columns})
+		element := modelElement{Type: "SqlTable", Name: quoted(strings.Split(table.Name, ".")...)}
+		for _, column := range table.Columns {
+			var entry modelEntry
+			entry.Column.Type = "SqlSimpleColumn"
+			entry.Column.Name = quoted(append(strings.Split(table.Name, "."), column)...)
+			element.Columns = append(element.Columns, entry)
+		}
+		model.Elements = append(model.Elements, element)
 	}
 	modelBytes, err := xml.MarshalIndent(model, "", "  ")
 	if err != nil {
@@ -203,15 +231,23 @@ func readBacpac(source string) (*sqlwire.Database, error) {
 	if err := xml.Unmarshal(modelBytes, &model); err != nil {
 		return nil, fmt.Errorf("model.xml is not valid: %w", err)
 	}
-	database := &sqlwire.Database{Name: model.Database}
-	for _, table := range model.Tables {
-		rowBytes, err := read(path.Join("Data", table.Name, "TableData-000-00000.BCP"))
+	database := &sqlwire.Database{}
+	for _, element := range model.Elements {
+		if element.Type != "SqlTable" {
+			continue
+		}
+		name := strings.Join(unquoted(element.Name), ".")
+		rowBytes, err := read(path.Join("Data", name, "TableData-000-00000.BCP"))
 		if err != nil {
 			return nil, err
 		}
-		restored := sqlwire.Table{Name: table.Name, Columns: table.Columns}
+		restored := sqlwire.Table{Name: name}
+		for _, entry := range element.Columns {
+			parts := unquoted(entry.Column.Name)
+			restored.Columns = append(restored.Columns, parts[len(parts)-1])
+		}
 		if err := json.Unmarshal(rowBytes, &restored.Rows); err != nil {
-			return nil, fmt.Errorf("table data of %s is not valid: %w", table.Name, err)
+			return nil, fmt.Errorf("table data of %s is not valid: %w", name, err)
 		}
 		database.Tables = append(database.Tables, restored)
 	}
