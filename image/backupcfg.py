@@ -161,6 +161,17 @@ def parse_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def resolve_file_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """VAR from VAR_FILE, as docker-entrypoint does, for tools started later
+    with `docker exec` (they do not inherit the entrypoint's environment)."""
+    resolved = dict(environ)
+    for name, path in environ.items():
+        base = name.removesuffix("_FILE")
+        if name.endswith("_FILE") and base and not environ.get(base) and Path(path).is_file():
+            resolved[base] = Path(path).read_text(encoding="utf-8").rstrip("\n")
+    return resolved
+
+
 def environment_for(config_path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment GoBackup will see: .env beside the config does not override."""
     merged = dict(environ)

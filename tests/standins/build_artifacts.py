@@ -4,9 +4,10 @@
 Writes into tests/.artifacts/ (or --out):
   gobackup-linux-amd64.tar.gz + checksums.txt   (as goreleaser publishes GoBackup)
   sqlpackage-linux-x64-en-<version>.zip         (as Microsoft ships sqlpackage)
+  sqlcmd-linux-amd64.tar.bz2                     (as go-sqlcmd's releases ship it)
   bin/mssql-standin, bin/sqlcmd                  (for the SQL Server stand-in image)
   bin/artifact-server                            (serves this folder over HTTP)
-  SHA256SUMS                                     (sha256 of both artifacts)
+  SHA256SUMS                                     (sha256 of every artifact)
 
 Archives are byte-for-byte reproducible (fixed timestamps and owners), so the
 checksums, and therefore the image build, only change when the code does.
@@ -15,6 +16,7 @@ checksums, and therefore the image build, only change when the code does.
 from __future__ import annotations
 
 import argparse
+import bz2
 import gzip
 import hashlib
 import io
@@ -48,13 +50,16 @@ def write_if_changed(path: Path, content: bytes) -> bool:
     return True
 
 
-def tar_gz(name: str, content: bytes) -> bytes:
+def tar_of(files: dict[str, bytes], compression: str) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        member = tarfile.TarInfo(name)
-        member.size, member.mode, member.mtime = len(content), 0o755, 0
-        archive.addfile(member, io.BytesIO(content))
-    return gzip.compress(raw.getvalue(), mtime=0)
+        for name, content in files.items():
+            member = tarfile.TarInfo(name)
+            member.size, member.mode, member.mtime = len(content), 0o755, 0
+            archive.addfile(member, io.BytesIO(content))
+    if compression == "gz":
+        return gzip.compress(raw.getvalue(), mtime=0)
+    return bz2.compress(raw.getvalue())
 
 
 def zip_of(files: dict[str, tuple[bytes, int]]) -> bytes:
@@ -88,7 +93,9 @@ def main() -> int:
     go_build("goexpand", binaries / "goexpand")
 
     gobackup_name = "gobackup-linux-amd64.tar.gz"
-    gobackup = tar_gz("gobackup", (binaries / "gobackup").read_bytes())
+    gobackup = tar_of({"gobackup": (binaries / "gobackup").read_bytes()}, "gz")
+    sqlcmd_name = "sqlcmd-linux-amd64.tar.bz2"
+    sqlcmd = tar_of({"sqlcmd": (binaries / "sqlcmd").read_bytes(), "NOTICE.md": b"Stand-in for go-sqlcmd.\n"}, "bz2")
     sqlpackage_name = f"sqlpackage-linux-x64-en-{SQLPACKAGE_VERSION}.zip"
     sqlpackage = zip_of(
         {
@@ -99,12 +106,13 @@ def main() -> int:
     checksums = f"{sha256(gobackup)}  {gobackup_name}\n".encode()
     # Microsoft publishes no checksums file; the tests serve one so the URL
     # form of get_url's checksum is exercised for both artifacts.
-    sums = f"{sha256(sqlpackage)}  {sqlpackage_name}\n".encode() + checksums
+    sums = f"{sha256(sqlpackage)}  {sqlpackage_name}\n{sha256(sqlcmd)}  {sqlcmd_name}\n".encode() + checksums
 
     changed = [
         write_if_changed(out / gobackup_name, gobackup),
         write_if_changed(out / "checksums.txt", checksums),
         write_if_changed(out / sqlpackage_name, sqlpackage),
+        write_if_changed(out / sqlcmd_name, sqlcmd),
         write_if_changed(out / "SHA256SUMS", sums),
     ]
     print("changed" if any(changed) else "unchanged")

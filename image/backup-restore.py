@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Restore a GoBackup archive of this container's configuration into SQL Server.
+
+  backup-restore --model sales --list
+  backup-restore --model sales [--archive 2026.11.23.02.00.00.tar] [--target-database Sales_copy] [--replace]
+  backup-restore --model sales --drill
+
+Reads the model's storage and database from the active GoBackup configuration,
+downloads the latest (or the named) archive from MinIO with the model's own key,
+unpacks it in the work directory and imports the .bacpac with sqlpackage into a
+new database (<database>_restored_<archive time> unless named). An existing
+target database is replaced only with --replace. --drill restores into a
+scratch database, counts the rows of every table of the package, drops the
+scratch database and prints one PASS or FAIL line. Exit status 0 on success.
+Secrets are read from the configuration's .env or *_FILE variables; the SQL
+password reaches sqlcmd through SQLCMDPASSWORD, never its command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+sys.path.insert(0, "/usr/local/lib/gobackup-image")
+import backupcfg  # noqa: E402
+
+STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
+DEFAULT_CONFIG = Path("/etc/gobackup/gobackup.yml")
+DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
+STATE_FOLDER = ".gobackup-state/"
+
+
+class RestoreError(Exception):
+    """A reason to stop, printed as one line."""
+
+
+@dataclass
+class S3Storage:
+    """The little of the S3 API a restore needs, signed with AWS SigV4."""
+
+    endpoint: str
+    bucket: str
+    path: str
+    region: str
+    access_key: str
+    secret_key: str
+    timeout: float
+
+    def _request(self, key: str, query: Mapping[str, str]) -> http.client.HTTPResponse:
+        url = urlsplit(self.endpoint)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        uri = "/" + quote(self.bucket) + ("/" + quote(key, safe="/~") if key else "/")
+        canonical_query = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in sorted(query.items()))
+        payload = hashlib.sha256(b"").hexdigest()
+        headers = {"host": url.netloc, "x-amz-content-sha256": payload, "x-amz-date": stamp}
+        signed = ";".join(sorted(headers))
+        canonical = "\n".join(
+            ["GET", uri, canonical_query, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload]
+        )
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        signing_key = ("AWS4" + self.secret_key).encode()
+        for part in (day, self.region, "s3", "aws4_request"):
+            signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+        )
+        connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(url.netloc, timeout=self.timeout)
+        try:
+            connection.request("GET", uri + (f"?{canonical_query}" if canonical_query else ""), headers=headers)
+            response = connection.getresponse()
+        except OSError as error:
+            raise RestoreError(f"cannot reach {self.endpoint} (bucket {self.bucket}): {error}") from None
+        if response.status != 200:
+            body = response.read().decode(errors="replace")
+            code = re.search(r"<Code>(.*?)</Code>", body)
+            raise RestoreError(
+                f"{self.endpoint} bucket {self.bucket} answered HTTP {response.status}"
+                f" {code.group(1) if code else ''} for {key or 'the listing'}".rstrip()
+            )
+        return response
+
+    def archives(self) -> list[str]:
+        """Archive names under the model's path, oldest first (names are times)."""
+        prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
+        names, token = [], None
+        while True:
+            query = {"list-type": "2", "prefix": prefix}
+            if token:
+                query["continuation-token"] = token
+            body = self._request("", query).read().decode()
+            for key in re.findall(r"<Key>(.*?)</Key>", body):
+                name = key[len(prefix) :]
+                if name and not name.startswith(STATE_FOLDER) and "/" not in name:
+                    names.append(name)
+            match = re.search(r"<NextContinuationToken>(.*?)</NextContinuationToken>", body)
+            if not match:
+                return sorted(names)
+            token = match.group(1)
+
+    def download(self, name: str, target: Path) -> None:
+        key = "/".join(part for part in (self.path.strip("/"), name) if part)
+        response = self._request(key, {})
+        with target.open("wb") as file:
+            shutil.copyfileobj(response, file, length=1 << 20)
+
+
+@dataclass
+class Database:
+    host: str
+    port: int
+    name: str
+    username: str
+    password: str
+    trust: bool
+    args: str
+
+    @property
+    def server(self) -> str:
+        return f"{self.host},{self.port}"
+
+    def sqlcmd(self, query: str, database: str = "master") -> list[str]:
+        command = ["sqlcmd", "-S", self.server, "-U", self.username, "-d", database, "-Q", query, "-b", "-h", "-1"]
+        if self.trust:
+            command.append("-C")
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            # SQLCMDUSER too: go-sqlcmd would otherwise take both from a ~/.sqlcmd config.
+            env={**os.environ, "SQLCMDUSER": self.username, "SQLCMDPASSWORD": self.password},
+        )
+        if result.returncode != 0:
+            raise RestoreError(f"sqlcmd on {self.server}: {(result.stderr or result.stdout).strip()}")
+        return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+    def exists(self, name: str) -> bool:
+        return name.lower() in (line.lower() for line in self.sqlcmd("SELECT name FROM sys.databases"))
+
+    def drop(self, name: str) -> None:
+        self.sqlcmd(f"DROP DATABASE [{name}]")
+
+    def import_package(self, package: Path, target: str) -> None:
+        command = [
+            "sqlpackage",
+            "/Action:Import",
+            f"/SourceFile:{package}",
+            f"/TargetServerName:{self.server}",
+            f"/TargetDatabaseName:{target}",
+            f"/TargetUser:{self.username}",
+            f"/TargetPassword:{self.password}",
+        ]
+        if self.trust:
+            command.append("/TargetTrustServerCertificate:True")
+        command += [arg for arg in self.args.split() if arg.lower().startswith("/p:commandtimeout")]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        print(result.stdout, end="", flush=True)
+        if result.returncode != 0:
+            raise RestoreError(f"sqlpackage import into {target} on {self.server} failed: {result.stderr.strip()}")
+
+
+def model_parts(document: Mapping[str, Any], model: str, timeout: float) -> tuple[S3Storage, Database]:
+    models = document["models"]
+    if model not in models:
+        raise RestoreError(f"model {model} is not in the configuration (models: {', '.join(sorted(models))})")
+    body = models[model]
+    databases = [value for value in (body.get("databases") or {}).values() if value.get("type") == "mssql"]
+    storages = [value for value in (body.get("storages") or {}).values() if value.get("type") in {"minio", "s3"}]
+    if len(databases) != 1 or not storages:
+        raise RestoreError(f"model {model} needs exactly one mssql database and an S3 storage to restore from")
+    source, storage = databases[0], storages[0]
+    return (
+        S3Storage(
+            endpoint=str(storage["endpoint"]).rstrip("/"),
+            bucket=str(storage["bucket"]),
+            path=str(storage.get("path") or ""),
+            region=str(storage.get("region") or "us-east-1"),
+            access_key=str(storage.get("access_key_id") or ""),
+            secret_key=str(storage.get("secret_access_key") or storage.get("access_key_secret") or ""),
+            timeout=timeout,
+        ),
+        Database(
+            host=str(source.get("host", "127.0.0.1")),
+            port=int(source.get("port", 1433)),
+            name=str(source["database"]),
+            username=str(source.get("username", "sa")),
+            password=str(source.get("password", "")),
+            trust=bool(source.get("trust_server_certificate", False)),
+            args=str(source.get("args") or ""),
+        ),
+    )
+
+
+def unpack(archive: Path, into: Path, model: str) -> Path:
+    # tar, as GoBackup packed it: it also knows the compressed variants.
+    into.mkdir()
+    result = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RestoreError(f"cannot unpack {archive.name}: {result.stderr.strip()}")
+    packages = sorted(into.glob(f"{model}/mssql/*/*.bacpac"))
+    if len(packages) != 1:
+        raise RestoreError(f"{archive.name} holds {len(packages)} .bacpac files under {model}/mssql/, expected 1")
+    return packages[0]
+
+
+def package_tables(package: Path) -> list[str]:
+    with zipfile.ZipFile(package) as bacpac:
+        model = ElementTree.fromstring(bacpac.read("model.xml"))
+    return [
+        element.get("Name", "")
+        for element in model.iter(f"{DAC_NAMESPACE}Element")
+        if element.get("Type") == "SqlTable"
+    ]
+
+
+def archive_time(name: str) -> str:
+    digits = re.sub(r"\D", "", name.split(".tar")[0])
+    return digits or datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+
+
+def restore(arguments: argparse.Namespace) -> int:
+    config = arguments.config or Path(
+        (STATE_DIR / "active-config").read_text().strip()
+        if (STATE_DIR / "active-config").is_file()
+        else DEFAULT_CONFIG
+    )
+    environment = backupcfg.resolve_file_env(os.environ)
+    document, _ = backupcfg.load(config, environment)
+    storage, database = model_parts(document, arguments.model, arguments.timeout)
+
+    archives = storage.archives()
+    if arguments.list:
+        print("\n".join(archives) if archives else f"no archives under {storage.bucket}/{storage.path}")
+        return 0
+    if not archives:
+        raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
+    name = arguments.archive or archives[-1]
+    if name not in archives:
+        raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
+    kind = "drill" if arguments.drill else "restored"
+    target = arguments.target_database or f"{database.name}_{kind}_{archive_time(name)}"
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", target):
+        raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.-")
+
+    workdir = Path(document.get("workdir") or "/tmp/gobackup") / f"restore-{os.getpid()}"  # noqa: S108
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"restore: downloading {storage.bucket}/{storage.path}/{name}", flush=True)
+        storage.download(name, workdir / name)
+        package = unpack(workdir / name, workdir / "unpacked", arguments.model)
+        if database.exists(target):
+            if not arguments.replace or arguments.drill:
+                raise RestoreError(f"database {target} already exists on {database.server}; pass --replace to overwrite it")
+            print(f"restore: dropping the existing database {target} (--replace)", flush=True)
+            database.drop(target)
+        print(f"restore: importing {package.name} into {target} on {database.server}", flush=True)
+        database.import_package(package, target)
+        if not arguments.drill:
+            print(f"RESTORED model={arguments.model} archive={name} database={target}")
+            return 0
+        try:
+            counts = {table: database.sqlcmd(f"SELECT COUNT(*) FROM {table}", target)[0] for table in package_tables(package)}
+        finally:
+            database.drop(target)
+        rows = sum(int(count) for count in counts.values())
+        print(f"restore: drill counted {', '.join(f'{t}={c}' for t, c in counts.items())}; dropped {target}")
+        print(f"DRILL PASS model={arguments.model} archive={name} database={database.name} tables={len(counts)} rows={rows}")
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="GoBackup model to restore")
+    parser.add_argument("--archive", help="archive file name (default: the latest)")
+    parser.add_argument("--target-database", help="database to import into (default: a new name)")
+    parser.add_argument("--replace", action="store_true", help="drop an existing target database first")
+    parser.add_argument("--drill", action="store_true", help="restore into a scratch database, check it, drop it")
+    parser.add_argument("--list", action="store_true", help="list the model's archives and exit")
+    parser.add_argument("--config", type=Path, help="GoBackup configuration (default: the active one)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for each MinIO request")
+    arguments = parser.parse_args(argv)
+    try:
+        return restore(arguments)
+    except backupcfg.ConfigError as error:
+        reasons = "; ".join(error.reasons)
+        print(f"{'DRILL FAIL' if arguments.drill else 'RESTORE FAIL'} model={arguments.model}: {reasons}")
+    except (RestoreError, OSError, zipfile.BadZipFile, ElementTree.ParseError) as error:
+        print(f"{'DRILL FAIL' if arguments.drill else 'RESTORE FAIL'} model={arguments.model}: {error}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
