@@ -13,6 +13,7 @@ It never prints a value taken from the environment: messages name variables.
 from __future__ import annotations
 
 import argparse
+import datetime
 import ipaddress
 import os
 import re
@@ -70,6 +71,10 @@ S3_STORAGE_TYPES = {"minio", "s3"}
 CRON_DESCRIPTORS = re.compile(r"^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$")
 CRON_FIELD = re.compile(r"^(\*|(\d+)(-(\d+))?)(/\d+)?$|^[A-Za-z]{3}(-[A-Za-z]{3})?$")
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+}
 # GoBackup v3.1.1 parses `every` as a Go duration only ("1day" is rejected).
 EVERY = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 LOOPBACK_NAMES = {"localhost"}
@@ -240,6 +245,45 @@ def _cron_field_ok(field: str, bounds: tuple[int, int]) -> bool:
         if any(not bounds[0] <= number <= bounds[1] for number in numbers):
             return False
     return True
+
+
+def cron_fields(cron: str) -> list[set[int]]:
+    """The five field sets of a cron expression (already checked)."""
+    cron = CRON_ALIASES.get(cron.strip(), cron)
+    names = {name: number for number, name in enumerate(
+        ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {name: number for number, name in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+    fields = []
+    for field, (low, high) in zip(cron.split(), CRON_RANGES, strict=True):
+        values: set[int] = set()
+        for part in field.split(","):
+            span, _, step = part.partition("/")
+            if span == "*":
+                first, last = low, high
+            else:
+                start, _, end = span.partition("-")
+                first = names.get(start.lower(), None) if not start.isdigit() else int(start)
+                last = (names.get(end.lower()) if not end.isdigit() else int(end)) if end else (high if step else first)
+            values.update(range(int(first), int(last) + 1, int(step or 1)))
+        fields.append(values)
+    if 7 in fields[4]:
+        fields[4].add(0)
+    return fields
+
+
+def cron_previous(cron: str, now: datetime.datetime) -> datetime.datetime | None:
+    """The last time at or before now that the cron expression fired (local time)."""
+    minute, hour, day, month, weekday = cron_fields(cron)
+    candidate = now.replace(second=0, microsecond=0)
+    day_any, weekday_any = len(day) == 31, len(weekday) >= 7
+    for _ in range(400 * 24 * 60):
+        day_ok = candidate.day in day
+        weekday_ok = (candidate.isoweekday() % 7) in weekday
+        matches_day = day_ok and weekday_ok if day_any or weekday_any else day_ok or weekday_ok
+        if candidate.minute in minute and candidate.hour in hour and candidate.month in month and matches_day:
+            return candidate
+        candidate -= datetime.timedelta(minutes=1)
+    return None
 
 
 def _check_cron(model: str, cron: str) -> list[str]:
@@ -417,6 +461,17 @@ def endpoints(document: Mapping[str, Any]) -> Iterator[tuple[str, str, str, int]
                 yield f"storage {key} ({storage['bucket']})", model, url.hostname or "", port
 
 
+def storages(document: Mapping[str, Any], model: str) -> list[str]:
+    """'<endpoint> bucket <bucket>' (or the local path) of every storage of a model."""
+    described = []
+    for key, storage in (document["models"][model].get("storages") or {}).items():
+        if storage.get("type") in S3_STORAGE_TYPES:
+            described.append(f"{key}: {storage.get('endpoint')} bucket {storage.get('bucket')}")
+        else:
+            described.append(f"{key}: {storage.get('type')} {storage.get('path', '')}".rstrip())
+    return described
+
+
 def web_address(document: Mapping[str, Any]) -> tuple[str, int] | None:
     web = document.get("web") or {}
     if web.get("enabled", True) is False:
@@ -434,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("config", type=Path)
     listing = commands.add_parser("endpoints", help="print what host:port each model connects to")
     listing.add_argument("config", type=Path)
+    described = commands.add_parser("storages", help="print where each model uploads")
+    described.add_argument("config", type=Path)
     arguments = parser.parse_args(argv)
 
     if arguments.command == "render":
@@ -451,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "endpoints":
         for what, model, host, port in endpoints(document):
             print(f"{host}\t{port}\t{model}\t{what}")
+    elif arguments.command == "storages":
+        for model in document["models"]:
+            print(f"model {model} uploads to {'; '.join(storages(document, model))}")
     else:
         print(f"config ok: {len(document['models'])} model(s) in {arguments.config}", file=sys.stderr)
     return 0

@@ -89,7 +89,15 @@ main() {
   mkdir -p "${TMPDIR}"
   if [[ "${RUN_MODE}" == once ]]; then
     log "running every model once"
-    exec gobackup perform -c "${config}"
+    # Not exec'd, to name the storages when it fails; tini -g signals the
+    # whole process group, so docker stop still reaches GoBackup.
+    local status=0
+    gobackup perform -c "${config}" || status=$?
+    if ((status != 0)); then
+      log "error: the backup failed (exit ${status}); GoBackup's reason is above"
+      python3 "${BACKUPCFG}" storages "${config}" | sed 's/^/docker-entrypoint: /' >&2 || true
+    fi
+    return "${status}"
   fi
   log "starting the GoBackup scheduler (TZ=${TZ:-UTC})"
   exec gobackup run -c "${config}"
@@ -97,4 +105,5 @@ main() {
 
 if [[ "${BASH_SOURCE[0]}" == "${0}" ]]; then
   main "$@"
+  exit $?
 fi
