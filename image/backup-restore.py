@@ -37,12 +37,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
-import backupcfg  # noqa: E402
+import backupcfg
 
 STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
 DEFAULT_CONFIG = Path("/etc/gobackup/gobackup.yml")
 DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 STATE_FOLDER = ".gobackup-state/"
+QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
 
 
 class RestoreError(Exception):
@@ -224,12 +225,18 @@ def unpack(archive: Path, into: Path, model: str) -> Path:
 
 def package_tables(package: Path) -> list[str]:
     with zipfile.ZipFile(package) as bacpac:
-        model = ElementTree.fromstring(bacpac.read("model.xml"))
-    return [
+        # The package is one this project exported, read back from its own bucket.
+        model = ElementTree.fromstring(bacpac.read("model.xml"))  # noqa: S314
+    tables = [
         element.get("Name", "")
         for element in model.iter(f"{DAC_NAMESPACE}Element")
         if element.get("Type") == "SqlTable"
     ]
+    # Names go into a query: accept only bracket-quoted identifiers.
+    odd = [table for table in tables if not QUOTED_NAME.fullmatch(table)]
+    if odd:
+        raise RestoreError(f"unexpected table names in the package: {odd}")
+    return tables
 
 
 def archive_time(name: str) -> str:
@@ -239,9 +246,7 @@ def archive_time(name: str) -> str:
 
 def restore(arguments: argparse.Namespace) -> int:
     config = arguments.config or Path(
-        (STATE_DIR / "active-config").read_text().strip()
-        if (STATE_DIR / "active-config").is_file()
-        else DEFAULT_CONFIG
+        (STATE_DIR / "active-config").read_text().strip() if (STATE_DIR / "active-config").is_file() else DEFAULT_CONFIG
     )
     environment = backupcfg.resolve_file_env(os.environ)
     document, _ = backupcfg.load(config, environment)
@@ -269,7 +274,9 @@ def restore(arguments: argparse.Namespace) -> int:
         package = unpack(workdir / name, workdir / "unpacked", arguments.model)
         if database.exists(target):
             if not arguments.replace or arguments.drill:
-                raise RestoreError(f"database {target} already exists on {database.server}; pass --replace to overwrite it")
+                raise RestoreError(
+                    f"database {target} already exists on {database.server}; pass --replace to overwrite it"
+                )
             print(f"restore: dropping the existing database {target} (--replace)", flush=True)
             database.drop(target)
         print(f"restore: importing {package.name} into {target} on {database.server}", flush=True)
@@ -278,12 +285,18 @@ def restore(arguments: argparse.Namespace) -> int:
             print(f"RESTORED model={arguments.model} archive={name} database={target}")
             return 0
         try:
-            counts = {table: database.sqlcmd(f"SELECT COUNT(*) FROM {table}", target)[0] for table in package_tables(package)}
+            counts = {
+                table: database.sqlcmd(f"SELECT COUNT(*) FROM {table}", target)[0]  # noqa: S608 - names checked
+                for table in package_tables(package)
+            }
         finally:
             database.drop(target)
         rows = sum(int(count) for count in counts.values())
         print(f"restore: drill counted {', '.join(f'{t}={c}' for t, c in counts.items())}; dropped {target}")
-        print(f"DRILL PASS model={arguments.model} archive={name} database={database.name} tables={len(counts)} rows={rows}")
+        print(
+            f"DRILL PASS model={arguments.model} archive={name} database={database.name}"
+            f" tables={len(counts)} rows={rows}"
+        )
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -72,8 +72,13 @@ CRON_DESCRIPTORS = re.compile(r"^@(yearly|annually|monthly|weekly|daily|midnight
 CRON_FIELD = re.compile(r"^(\*|(\d+)(-(\d+))?)(/\d+)?$|^[A-Za-z]{3}(-[A-Za-z]{3})?$")
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
 }
 # GoBackup v3.1.1 parses `every` as a Go duration only ("1day" is rejected).
 EVERY = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
@@ -250,9 +255,12 @@ def _cron_field_ok(field: str, bounds: tuple[int, int]) -> bool:
 def cron_fields(cron: str) -> list[set[int]]:
     """The five field sets of a cron expression (already checked)."""
     cron = CRON_ALIASES.get(cron.strip(), cron)
-    names = {name: number for number, name in enumerate(
-        ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {name: number for number, name in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+    names = {name: number for number, name in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
+        name: number
+        for number, name in enumerate(
+            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1
+        )
+    }
     fields = []
     for field, (low, high) in zip(cron.split(), CRON_RANGES, strict=True):
         values: set[int] = set()

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
-import backupcfg  # noqa: E402
+import backupcfg
 
 STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
 METRIC = re.compile(r'^gobackup_last_timestamp\{model="([^"]*)",status="([^"]*)"\}\s+(\S+)$', re.MULTILINE)

@@ -187,7 +187,8 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("minio"), exception=str(IMPORT_ERROR))
     try:
         actions = run(module)
-    except Exception as error:  # noqa: BLE001 - any SDK or network error is reported with the endpoint
+    # Any SDK or network error is reported with the endpoint and bucket.
+    except Exception as error:
         module.fail_json(msg=f"MinIO at {module.params['endpoint']} (bucket {module.params['bucket']}): {error}")
     module.exit_json(changed=bool(actions), actions=actions)
 

@@ -75,7 +75,7 @@ func parseCron(expression string) (*cronSchedule, error) {
 				return nil, fmt.Errorf("value out of range in %q", item)
 			}
 			for value := start; value <= end; value += step {
-				schedule.fields[index][value%8] = true
+				schedule.fields[index][value] = true
 			}
 		}
 	}
