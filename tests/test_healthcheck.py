@@ -8,7 +8,6 @@ import importlib.util
 import sys
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "image"))
