@@ -146,8 +146,21 @@ func runDaemon(c *config, configPath string) error {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
-	done := make(chan struct{}, 1)
-	done <- struct{}{}
+	// One worker: due jobs wait their turn, as behind GoBackup's mutex.
+	queue := make(chan *model, 64)
+	go func() {
+		for m := range queue {
+			logger.tag("Scheduler")
+			logger.info("Performing...")
+			if err := perform(c, m); err != nil {
+				logger.tag("Scheduler")
+				logger.infof("Failed to perform: %s", err)
+				continue
+			}
+			logger.tag("Scheduler")
+			logger.info("Done.")
+		}
+	}()
 	for {
 		select {
 		case received := <-signals:
@@ -175,20 +188,8 @@ func runDaemon(c *config, configPath string) error {
 					entry.next = now.Add(entry.every)
 				}
 				select {
-				case <-done: // one job at a time; a busy scheduler skips the slot
-					go func(m *model) {
-						defer func() { done <- struct{}{} }()
-						logger.tag("Scheduler")
-						logger.info("Performing...")
-						if err := perform(c, m); err != nil {
-							logger.tag("Scheduler")
-							logger.infof("Failed to perform: %s", err)
-							return
-						}
-						logger.tag("Scheduler")
-						logger.info("Done.")
-					}(entry.model)
-				default:
+				case queue <- entry.model:
+				default: // far behind: drop the slot rather than block the scheduler
 				}
 			}
 		}
