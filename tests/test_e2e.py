@@ -308,6 +308,33 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
     assert [entry["file_key"] for entry in state] == after
 
 
+def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_success(stack, client, bucket) -> None:
+    backup = client.containers.get(BACKUP)  # still on the one-minute schedule of the test above
+
+    def failures() -> int:
+        return backup.logs().decode().count("[Scheduler] Failed to perform")
+
+    def wait(condition, what: str) -> None:
+        deadline = time.monotonic() + 150
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(3)
+
+    failed_before = failures()
+    client.containers.get(MINIO).stop()
+    try:
+        wait(lambda: failures() > failed_before, "a scheduled run failed while MinIO was down")
+        probe = backup.exec_run(["docker-healthcheck"])
+        assert probe.exit_code == 1
+        assert "the last backup of model" in probe.output.decode()
+        assert "http://minio:9000 bucket sqlserver-backups" in probe.output.decode()
+        backup.reload()
+        assert backup.status == "running", "the daemon keeps running"
+    finally:
+        client.containers.get(MINIO).start()
+    wait(lambda: backup.exec_run(["docker-healthcheck"]).exit_code == 0, "healthy again after the next run")
+
+
 def test_no_secret_leaks_anywhere(stack, client) -> None:
     values = [*secrets(), secret("mssql_sa_password") + "Aa1"]
     backup = client.containers.get(BACKUP)

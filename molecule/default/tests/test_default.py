@@ -3,6 +3,7 @@ image and the running backup container."""
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import docker
 import pytest
 import testinfra
 import yaml
+from minio import Minio
+from minio.error import S3Error
 
 STACK_DIR = Path("/tmp/sqlserver-backup-molecule/stack")
 SECRETS_DIR = Path("/tmp/sqlserver-backup-molecule/secrets")
@@ -183,3 +186,21 @@ def test_no_build_tools_in_the_image(backup_host, tool: str) -> None:
 
 def test_no_package_lists_left_in_the_image(backup_host) -> None:
     assert backup_host.check_output("find /var/lib/apt/lists -type f -name '*_Packages*' | wc -l") == "0"
+
+
+@pytest.fixture(scope="module")
+def backup_key_client() -> Minio:
+    return Minio("127.0.0.1:19000", "sqlserver-backup", secrets_by_name()["minio_backup_secret_key"], secure=False)
+
+
+def test_the_backup_key_works_under_its_own_prefix(backup_key_client: Minio) -> None:
+    backup_key_client.put_object("sqlserver-backups", "molecule/sqlserver-backup-molecule/probe", io.BytesIO(b"x"), 1)
+    listed = list(backup_key_client.list_objects("sqlserver-backups", prefix="molecule/sqlserver-backup-molecule/"))
+    assert [obj.object_name for obj in listed] == ["molecule/sqlserver-backup-molecule/probe"]
+    backup_key_client.remove_object("sqlserver-backups", "molecule/sqlserver-backup-molecule/probe")
+
+
+@pytest.mark.parametrize("prefix", ["molecule/another-host/", "", "other/"])
+def test_the_backup_key_cannot_see_other_prefixes(backup_key_client: Minio, prefix: str) -> None:
+    with pytest.raises(S3Error, match="Access Denied"):
+        list(backup_key_client.list_objects("sqlserver-backups", prefix=prefix))
