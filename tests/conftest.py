@@ -113,6 +113,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def ansible_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "false"}
+def ansible_playbook(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Runs the venv's ansible-playbook with the project's ansible.cfg."""
+    return subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )

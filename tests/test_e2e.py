@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO
+from conftest import REPO, ansible_playbook
 from minio import Minio
 
 ROOT = Path("/tmp/sqlserver-backup-e2e")
@@ -42,23 +40,16 @@ OUTPUTS: list[str] = []  # everything Ansible printed, checked for secrets at th
 
 
 def playbook(name: str, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-v",
-            "-i",
-            str(REPO / "inventories" / "dev"),
-            "-e",
-            f"@{REPO}/tests/offline-vars.yml",
-            "-e",
-            json.dumps(E2E_VARS),
-            *arguments,
-            str(REPO / "playbooks" / name),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    result = ansible_playbook(
+        "-v",
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{REPO}/tests/offline-vars.yml",
+        "-e",
+        json.dumps(E2E_VARS),
+        *arguments,
+        str(REPO / "playbooks" / name),
     )
     OUTPUTS.append(result.stdout + result.stderr)
     if check:
@@ -83,12 +74,7 @@ def client() -> docker.DockerClient:
 def stack(client: docker.DockerClient):
     subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
     subprocess.run(["rm", "-rf", str(ROOT)], check=True)
-    prepared = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "tests/playbooks/prepare_standins.yml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
     assert prepared.returncode == 0, prepared.stdout[-3000:]
     playbook("deploy.yml")
     yield client

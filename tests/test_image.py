@@ -3,36 +3,22 @@ artifacts served like the real releases, and run on the real Docker engine."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, REQUIRED_ENV
+from conftest import REPO, REQUIRED_ENV, ansible_playbook
 
 IMAGE = "sqlserver-backup:1.0.0"
-PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-
-
-def playbook(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PLAYBOOK, *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )
 
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory) -> Path:
-    prepared = playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
+    prepared = ansible_playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
     assert prepared.returncode == 0, prepared.stdout
     directory = tmp_path_factory.mktemp("build")
-    built = playbook(
+    built = ansible_playbook(
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",
@@ -53,7 +39,7 @@ def client() -> docker.DockerClient:
 
 
 def test_a_wrong_checksum_stops_the_build_naming_the_artifact(tmp_path: Path, build_dir: Path) -> None:
-    result = playbook(
+    result = ansible_playbook(
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",

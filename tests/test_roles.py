@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, ansible_playbook
 
 ROLES = sorted(path.name for path in (REPO / "roles").iterdir() if path.is_dir())
 EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
@@ -76,7 +76,6 @@ def vault_password_file(tmp_path_factory) -> Path:
 
 def render(inventory: str, out: Path, vault_password_file: Path, *extra: str, secrets: bool = True):
     command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
         "-v",
         "-i",
         str(REPO / "inventories" / inventory),
@@ -99,13 +98,7 @@ def render(inventory: str, out: Path, vault_password_file: Path, *extra: str, se
         command += ["-e", f"@{secrets_file}"]
     command += extra  # later extra vars win over the test secrets
     command.append(str(REPO / "tests" / "playbooks" / "render_config.yml"))
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )
+    return ansible_playbook(*command)
 
 
 @pytest.fixture(scope="module")
