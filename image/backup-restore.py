@@ -39,7 +39,6 @@ from urllib.parse import quote, urlsplit
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
 import backupcfg
 
-STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
 DEFAULT_CONFIG = Path("/etc/gobackup/gobackup.yml")
 DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 STATE_FOLDER = ".gobackup-state/"
@@ -245,9 +244,8 @@ def archive_time(name: str) -> str:
 
 
 def restore(arguments: argparse.Namespace) -> int:
-    config = arguments.config or Path(
-        (STATE_DIR / "active-config").read_text().strip() if (STATE_DIR / "active-config").is_file() else DEFAULT_CONFIG
-    )
+    active = backupcfg.ACTIVE_CONFIG
+    config = arguments.config or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
     environment = backupcfg.resolve_file_env(os.environ)
     document, _ = backupcfg.load(config, environment)
     storage, database = model_parts(document, arguments.model, arguments.timeout)

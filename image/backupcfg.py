@@ -25,6 +25,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
+# docker-entrypoint records here which config it validated and GoBackup runs
+# with, for the tools started later with `docker exec`.
+STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
+ACTIVE_CONFIG = STATE_DIR / "active-config"
+
 DEFAULTED_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
 WHOLE_REFERENCE = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))$")
 GO_SPECIAL_NAMES = set("*#$@!?-0123456789")

@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
 import backupcfg
 
-STATE_DIR = Path(os.environ.get("GOBACKUP_STATE_DIR", os.environ.get("HOME", "/var/lib/gobackup")))
 METRIC = re.compile(r'^gobackup_last_timestamp\{model="([^"]*)",status="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
 
 
@@ -56,7 +55,7 @@ def problems(document: dict, runs: dict[tuple[str, str], float], started: float,
 def main() -> int:
     if os.environ.get("RUN_MODE", "daemon") == "once":
         return 0
-    active = STATE_DIR / "active-config"
+    active = backupcfg.ACTIVE_CONFIG
     if not active.is_file():
         print("unhealthy: the entrypoint has not validated a configuration yet")
         return 1
