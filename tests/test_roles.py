@@ -237,3 +237,21 @@ def test_bad_settings_are_named(tmp_path: Path, vault_password_file: Path, overr
     assert result.returncode != 0
     assert reason in result.stdout
     assert "has space" not in result.stdout + result.stderr
+
+
+def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file: Path) -> None:
+    result = ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "production"),
+        "--vault-password-file",
+        str(vault_password_file),
+        "-e",
+        "ansible_connection=local",
+        "-e",
+        "ansible_become=false",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        str(REPO / "playbooks" / "minio_setup.yml"),
+    )
+    assert result.returncode != 0
+    assert "none may still be the placeholder CHANGE_ME" in result.stdout
