@@ -73,7 +73,6 @@ MSSQL_RENAMED_KEYS = {
 # GoBackup joins these into one command line and splits it on whitespace.
 MSSQL_SPLIT_FIELDS = ("host", "database", "username", "password")
 S3_STORAGE_TYPES = {"minio", "s3"}
-CRON_DESCRIPTORS = re.compile(r"^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$")
 CRON_FIELD = re.compile(r"^(\*|(\d+)(-(\d+))?)(/\d+)?$|^[A-Za-z]{3}(-[A-Za-z]{3})?$")
 CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 CRON_ALIASES = {
@@ -301,7 +300,7 @@ def cron_previous(cron: str, now: datetime.datetime) -> datetime.datetime | None
 
 def _check_cron(model: str, cron: str) -> list[str]:
     cron = cron.strip()
-    if CRON_DESCRIPTORS.match(cron) or cron.startswith("@every "):
+    if cron in CRON_ALIASES or cron.startswith("@every "):
         return []
     fields = cron.split()
     if len(fields) != 5:
