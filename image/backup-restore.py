@@ -5,7 +5,9 @@
   backup-restore --model sales [--archive 2026.11.23.02.00.00.tar] [--target-database Sales_copy] [--replace]
   backup-restore --model sales --drill
 
-Reads the model's storage and database from the active GoBackup configuration,
+Reads the model's storage and database from the active GoBackup configuration
+and where to import from restore.yml beside it (or RESTORE_MSSQL_HOST, _PORT,
+_USER, _PASSWORD, _TRUST_SERVER_CERTIFICATE; else the export's server),
 downloads the latest (or the named) archive from MinIO with the model's own key,
 unpacks it in the work directory and imports the .bacpac with sqlpackage into a
 new database (<database>_restored_<archive time> unless named). An existing
@@ -42,6 +44,7 @@ import backupcfg
 DEFAULT_CONFIG = Path("/etc/gobackup/gobackup.yml")
 DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 STATE_FOLDER = ".gobackup-state/"
+RESTORE_SETTINGS = "restore.yml"
 QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
 
 
@@ -210,6 +213,40 @@ def model_parts(document: Mapping[str, Any], model: str, timeout: float) -> tupl
     )
 
 
+def restore_target(config: Path, environment: Mapping[str, str], model: str, source: Database) -> Database:
+    """Where restores and drills of a model import: restore.yml beside the
+    configuration (written by the backup_config role), else the RESTORE_MSSQL_*
+    variables, else the export's own server and login."""
+    settings_file = config.parent / RESTORE_SETTINGS
+    settings: Mapping[str, Any] = {}
+    if settings_file.is_file():
+        settings = (backupcfg.load_lenient(settings_file, environment) or {}).get("models", {}).get(model) or {}
+    elif environment.get("RESTORE_MSSQL_HOST"):
+        settings = {
+            "host": environment["RESTORE_MSSQL_HOST"],
+            "port": environment.get("RESTORE_MSSQL_PORT") or 1433,
+            "username": environment.get("RESTORE_MSSQL_USER") or source.username,
+            "password": environment.get("RESTORE_MSSQL_PASSWORD") or source.password,
+            "trust_server_certificate": environment.get("RESTORE_MSSQL_TRUST_SERVER_CERTIFICATE", "false") == "true",
+        }
+    if not settings:
+        print(
+            f"restore: no restore server or login set for model {model}; using the export's "
+            "(backup_config_restore_* or RESTORE_MSSQL_* give restores their own)",
+            flush=True,
+        )
+        return source
+    return Database(
+        host=str(settings.get("host") or source.host),
+        port=int(settings.get("port") or source.port),
+        name=source.name,
+        username=str(settings.get("username") or source.username),
+        password=str(settings.get("password") or source.password),
+        trust=bool(settings.get("trust_server_certificate", source.trust)),
+        args=source.args,
+    )
+
+
 def unpack(archive: Path, into: Path, model: str) -> Path:
     # tar, as GoBackup packed it: it also knows the compressed variants.
     into.mkdir()
@@ -246,9 +283,9 @@ def archive_time(name: str) -> str:
 def restore(arguments: argparse.Namespace) -> int:
     active = backupcfg.ACTIVE_CONFIG
     config = arguments.config or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
-    environment = backupcfg.resolve_file_env(os.environ)
-    document, _ = backupcfg.load(config, environment)
-    storage, database = model_parts(document, arguments.model, arguments.timeout)
+    document, environment = backupcfg.load(config, backupcfg.resolve_file_env(os.environ))
+    storage, source = model_parts(document, arguments.model, arguments.timeout)
+    database = restore_target(config, environment, arguments.model, source)
 
     archives = storage.archives()
     if arguments.list:

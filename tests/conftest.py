@@ -15,10 +15,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / ".artifacts"
 VENV_BIN = Path(sys.executable).parent
+# The one switch between the stand-ins (default) and the real upstream
+# artifacts: a vars file, relative to the repository (README: "Testing against
+# the real tools").
+TEST_VARS = REPO / os.environ.get("SQLSERVER_BACKUP_TEST_VARS", "tests/offline-vars.yml")
+USES_STANDINS = bool(yaml.safe_load(TEST_VARS.read_text()).get("test_standins"))
+standins_only = pytest.mark.skipif(
+    not USES_STANDINS, reason="runs the stand-in binaries on this machine; test_e2e covers it with the real tools"
+)
 
 # Values the bundled template needs; tests remove or change one at a time.
 REQUIRED_ENV = {

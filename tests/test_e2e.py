@@ -5,24 +5,36 @@ failure path with its observable result. Tests run in file order on one stack.""
 
 from __future__ import annotations
 
+import datetime
 import io
+import ipaddress
 import json
 import re
 import subprocess
+import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, ansible_playbook
+import urllib3
+from conftest import REPO, TEST_VARS, ansible_playbook
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from minio import Minio
+from minio.error import S3Error
 
 ROOT = Path("/tmp/sqlserver-backup-e2e")
 PROJECT = "sqlserver-backup-e2e"
 BACKUP, MSSQL, MINIO = (f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "minio"))
+IMAGE = "sqlserver-backup:1.0.0"
 MINIO_PORT = 29000
 PREFIX = "e2e/localhost"
+SA_PASSWORD = "#&*!%@[{Sa0123x"
 BUCKET = "sqlserver-backups"
 E2E_VARS = {
     "dev_secrets_dir": str(ROOT / "secrets"),
@@ -35,6 +47,9 @@ E2E_VARS = {
     "backup_stack_mssql_port": 21433,
     "backup_stack_minio_port": MINIO_PORT,
     "backup_config_minio_path_prefix": "e2e",
+    # Starts with '#' and holds characters YAML would take apart unquoted: it
+    # must reach sqlpackage unchanged through .env and gobackup.yml.
+    "dev_mssql_sa_password": SA_PASSWORD,
 }
 OUTPUTS: list[str] = []  # everything Ansible printed, checked for secrets at the end
 
@@ -45,7 +60,7 @@ def playbook(name: str, *arguments: str, check: bool = True) -> subprocess.Compl
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",
-        f"@{REPO}/tests/offline-vars.yml",
+        f"@{TEST_VARS}",
         "-e",
         json.dumps(E2E_VARS),
         *arguments,
@@ -62,7 +77,7 @@ def secret(name: str) -> str:
 
 
 def secrets() -> list[str]:
-    return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
+    return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()] + [SA_PASSWORD]
 
 
 @pytest.fixture(scope="module")
@@ -94,19 +109,19 @@ def archives(bucket: Minio, model: str) -> list[str]:
 def sql(client: docker.DockerClient, query: str, database: str = "master") -> list[str]:
     result = client.containers.get(MSSQL).exec_run(
         ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-d", database, "-Q", query, "-b"],
-        environment={"SQLCMDPASSWORD": secret("mssql_sa_password") + "Aa1"},
+        environment={"SQLCMDPASSWORD": SA_PASSWORD},
     )
     assert result.exit_code == 0, result.output.decode()
     return result.output.decode().splitlines()
 
 
-def run_once(client: docker.DockerClient, workdir: Path, **overrides: str) -> tuple[int, str]:
-    """The backup image in once mode, on the stack's network, configured by environment."""
-    environment = {
+def once_environment(**overrides: str) -> dict[str, str]:
+    """The backup image in once mode, configured by environment."""
+    return {
         "RUN_MODE": "once",
         "MSSQL_HOST": "mssql",
         "MSSQL_DATABASE": "SalesDemo",
-        "MSSQL_PASSWORD": secret("mssql_sa_password") + "Aa1",
+        "MSSQL_PASSWORD": SA_PASSWORD,
         "MSSQL_TRUST_SERVER_CERTIFICATE": "true",
         "MINIO_ENDPOINT": "http://minio:9000",
         "MINIO_BUCKET": BUCKET,
@@ -116,15 +131,24 @@ def run_once(client: docker.DockerClient, workdir: Path, **overrides: str) -> tu
         "BACKUP_MODEL": "failcase",
         **overrides,
     }
+
+
+def start_once(client: docker.DockerClient, workdir: Path, volumes: dict | None = None, **overrides: str):
+    """Starts the backup image in once mode on the stack's network, with the
+    work directory on the host."""
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o777)
-    container = client.containers.run(
-        "sqlserver-backup:1.0.0",
+    return client.containers.run(
+        IMAGE,
         detach=True,
-        environment=environment,
+        environment=once_environment(**overrides),
         network=f"{PROJECT}_default",
-        volumes={str(workdir): {"bind": "/tmp/gobackup", "mode": "rw"}},
+        volumes={str(workdir): {"bind": "/tmp/gobackup", "mode": "rw"}, **(volumes or {})},
     )
+
+
+def run_once(client: docker.DockerClient, workdir: Path, volumes: dict | None = None, **overrides: str):
+    container = start_once(client, workdir, volumes, **overrides)
     try:
         status = container.wait(timeout=120)["StatusCode"]
         return status, container.logs().decode()
@@ -132,19 +156,61 @@ def run_once(client: docker.DockerClient, workdir: Path, **overrides: str) -> tu
         container.remove(force=True)
 
 
+def wait_until(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def running_jobs(workdir: Path) -> list[Path]:
+    """GoBackup's TempPath of each running job: <workdir>/<unix-nanos>/<model>."""
+    return [path for path in workdir.glob("*/*") if path.parent.name.isdigit()]
+
+
+def test_the_deploy_created_the_sample_databases_once(stack) -> None:
+    first = "\n".join(OUTPUTS[:1])
+    assert "created database SalesDemo" in first
+    assert "created database InventoryDemo" in first
+    again = playbook("deploy.yml")
+    assert "created database" not in again.stdout
+    assert re.search(r"changed=0\s", again.stdout), again.stdout[-3000:]
+
+
 def test_backup_now_uploads_each_model_under_its_own_path(stack, bucket: Minio) -> None:
     result = playbook("backup_now.yml")
-    for expected in ("[Model: sales] WorkDir:", "=> database | mssql: SalesDemo", "Uploading (", "(Duration"):
-        assert expected in result.stdout
     assert "Backup on localhost succeeded." in result.stdout
+    stamp = r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} "
     for model, database in (("sales", "SalesDemo"), ("inventory", "InventoryDemo")):
+        # What GoBackup v3.1.1 logs: the start of each model and database, the
+        # size it uploads and where the object went, each line time-stamped.
+        assert re.search(stamp + rf"\[Model: {model}\] WorkDir: ", result.stdout)
+        assert re.search(stamp + rf"\[Database\] => database \| mssql: {model}\b", result.stdout)
+        assert re.search(
+            stamp + rf"\[MSSQL\] Connecting to database '{database}' on server 'mssql,1433'", result.stdout
+        )
+        uploaded = re.search(
+            stamp + rf"\[MinIO\] Uploaded: http://minio:9000/{BUCKET}/{PREFIX}/{model}/(\S+) \(Duration ", result.stdout
+        )
+        assert uploaded, result.stdout[-3000:]
         names = archives(bucket, model)
-        assert len(names) == 1
+        assert names == [uploaded.group(1)]
         assert re.fullmatch(r"\d{4}(\.\d{2}){5}\.tar", names[0])
         data = bucket.get_object(BUCKET, f"{PREFIX}/{model}/{names[0]}").read()
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             members = archive.getnames()
-        assert f"{model}/mssql/{database}/{database}.bacpac" in members
+        # Viper lower-cases keys: the database key is the model name.
+        assert f"{model}/mssql/{model}/{database}.bacpac" in members
+    assert re.search(stamp + r"\[MinIO\] -> Uploading \(\d+(\.\d+)? [kMG]?B\)\.\.\.", result.stdout)
+
+
+def test_the_uploaded_object_is_the_whole_archive(stack, client, bucket: Minio) -> None:
+    backup = client.containers.get(BACKUP)
+    name = archives(bucket, "sales")[-1]
+    # The local storage holds a byte-for-byte copy of the archive GoBackup made.
+    local = backup.exec_run(["stat", "-c", "%s", f"/tmp/gobackup/local/sales/{name}"])
+    assert local.exit_code == 0, local.output.decode()
+    assert bucket.stat_object(BUCKET, f"{PREFIX}/sales/{name}").size == int(local.output.decode())
 
 
 def test_restore_brings_back_the_same_data(stack, client) -> None:
@@ -168,6 +234,260 @@ def test_drill_reports_each_database_and_leaves_nothing_behind(stack, client) ->
     assert "DRILL PASS model=sales" in result.stdout
     assert "DRILL PASS model=inventory" in result.stdout
     assert not [name for name in sql(client, "SELECT name FROM sys.databases") if "_drill_" in name]
+
+
+@pytest.mark.parametrize(("kind", "extension"), [("tgz", ".tar.gz"), ("zst", ".tar.zst"), ("xz", ".tar.xz")])
+def test_every_offered_compression_backs_up_and_restores(stack, bucket: Minio, kind: str, extension: str) -> None:
+    playbook("deploy.yml", "-e", f"backup_config_compress={kind}")
+    playbook("backup_now.yml", "-e", "backup_now_models=inventory")
+    names = [o.object_name for o in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/inventory/")]
+    assert [name for name in names if name.endswith(extension)], names
+    drill = playbook("restore.yml", "-e", "restore_model=inventory", "-e", "restore_drill=true")
+    assert re.search(rf"DRILL PASS model=inventory archive=\S+{re.escape(extension)} ", drill.stdout), drill.stdout
+    playbook("deploy.yml")  # back to plain tar
+
+
+def test_once_mode_exits_0_with_the_archive_in_minio(stack, client, bucket, tmp_path) -> None:
+    status, log = run_once(client, tmp_path / "work")
+    assert status == 0, log
+    assert archives(bucket, "once/failcase"), log
+    rendered = playbook("deploy.yml", "--check", "--diff", "-e", "backup_stack_run_mode=once")
+    assert '+    restart: "no"' in rendered.stdout, "a one-shot container is not restarted"
+
+
+def test_a_stop_waits_for_the_running_export_and_loses_nothing(stack, client, bucket) -> None:
+    backup, mssql = client.containers.get(BACKUP), client.containers.get(MSSQL)
+    before = archives(bucket, "inventory")
+    since = int(time.time())
+    # A paused SQL Server keeps the export running for as long as the test wants.
+    mssql.pause()
+    try:
+        perform = client.api.exec_create(
+            BACKUP, ["gobackup", "perform", "-c", "/etc/gobackup/gobackup.yml", "-m", "inventory"]
+        )
+        client.api.exec_start(perform, detach=True)
+        wait_until(
+            lambda: "inventory" in backup.exec_run(["sh", "-c", "ls /tmp/gobackup/[0-9]*/"]).output.decode(),
+            "the export started",
+        )
+        stopper = threading.Thread(target=backup.stop, kwargs={"timeout": 600})
+        stopper.start()
+        wait_until(lambda: "waiting for model inventory" in backup.logs(since=since).decode(), "the stop waits")
+        time.sleep(2)
+        backup.reload()
+        assert backup.status == "running", "the stop did not cut the export off"
+    finally:
+        mssql.unpause()
+    stopper.join(timeout=300)
+    backup.reload()
+    assert backup.status == "exited"
+    assert backup.attrs["State"]["ExitCode"] == 0, backup.logs(since=since).decode()[-2000:]
+    assert len(archives(bucket, "inventory")) == len(before) + 1, "the export finished and was uploaded"
+    backup.start()
+    wait_until(lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy", "healthy", 120)
+
+
+def test_an_idle_stop_exits_0(stack, client) -> None:
+    backup = client.containers.get(BACKUP)
+    backup.stop(timeout=60)
+    backup.reload()
+    assert backup.attrs["State"]["ExitCode"] == 0
+    backup.start()
+    wait_until(lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy", "healthy", 120)
+
+
+def test_a_grace_that_runs_out_names_the_model_and_the_next_start_cleans_up(stack, client, tmp_path) -> None:
+    workdir = tmp_path / "work"
+    mssql = client.containers.get(MSSQL)
+    mssql.pause()
+    try:
+        container = start_once(client, workdir, STOP_GRACE_PERIOD="3", SKIP_HEALTH_CHECK="true")
+        try:
+            wait_until(lambda: running_jobs(workdir), "the export started")
+            container.stop(timeout=60)
+            log = container.logs().decode()
+            assert container.wait(timeout=10)["StatusCode"] != 0
+        finally:
+            container.remove(force=True)
+    finally:
+        mssql.unpause()
+    assert "cutting off model failcase" in log, log
+    left = running_jobs(workdir)
+    assert left, "the killed run left its temp folder"
+    status, log = run_once(client, workdir)
+    assert status == 0, log
+    assert left[0].parent.name in log, "the start names the leftover it removed"
+    assert not left[0].parent.exists()
+
+
+def test_each_hosts_key_reaches_only_its_own_prefix(stack, tmp_path) -> None:
+    hosts = ("alpha", "beta")
+    keys = {host: (f"{host}-backup", f"{host}-Secret-Key-0123") for host in hosts}
+    inventory = {
+        "backup_hosts": {
+            "hosts": {
+                host: {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                    "backup_config_minio_access_key": keys[host][0],
+                    "backup_config_minio_secret_key": keys[host][1],
+                }
+                for host in hosts
+            },
+            "vars": {
+                "backup_config_minio_endpoint": f"http://127.0.0.1:{MINIO_PORT}",
+                # A bucket that does not exist yet: both hosts race to create it.
+                "backup_config_minio_bucket": "isolation-test",
+                "backup_config_minio_path_prefix": "fleet",
+                "backup_config_databases": [{"name": "db", "database": "Db", "host": "sql", "password": "Pw-0123x"}],
+                "vault_minio_root_user": "minio-admin",
+                "vault_minio_root_password": secret("minio_root_password"),
+            },
+        }
+    }
+    (tmp_path / "hosts.yml").write_text(json.dumps(inventory))
+    result = ansible_playbook("-i", str(tmp_path / "hosts.yml"), str(REPO / "playbooks" / "minio_setup.yml"))
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    def client_of(host: str) -> Minio:
+        return Minio(f"127.0.0.1:{MINIO_PORT}", *keys[host], secure=False)
+
+    alpha, beta = client_of("alpha"), client_of("beta")
+    beta.put_object("isolation-test", "fleet/beta/db/archive.tar", io.BytesIO(b"beta"), 4)
+    alpha.put_object("isolation-test", "fleet/alpha/db/archive.tar", io.BytesIO(b"alpha"), 5)
+    assert [o.object_name for o in alpha.list_objects("isolation-test", "fleet/alpha/", recursive=True)]
+    attempts = {
+        "list": lambda: list(alpha.list_objects("isolation-test", "fleet/beta/", recursive=True)),
+        "read": lambda: alpha.get_object("isolation-test", "fleet/beta/db/archive.tar").read(),
+        "write": lambda: alpha.put_object("isolation-test", "fleet/beta/db/evil.tar", io.BytesIO(b"x"), 1),
+        "delete": lambda: alpha.remove_object("isolation-test", "fleet/beta/db/archive.tar"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(S3Error) as denied:
+            attempt()
+        assert denied.value.code == "AccessDenied", what
+    assert beta.get_object("isolation-test", "fleet/beta/db/archive.tar").read() == b"beta"
+
+
+def test_minio_over_https_with_an_internal_ca(stack, client, tmp_path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_tls_files(certs, "minio-tls")
+    for path in certs.iterdir():
+        path.chmod(0o644)
+    root_password = secret("minio_root_password")
+    minio_tls = client.containers.run(
+        "sqlserver-backup/minio:2026-02-12",
+        ["server", "/data", "--address", ":9000", "--certs-dir", "/certs"],
+        detach=True,
+        environment={"MINIO_ROOT_USER": "minio-admin", "MINIO_ROOT_PASSWORD": root_password},
+        volumes={str(certs): {"bind": "/certs", "mode": "ro"}},
+        network=f"{PROJECT}_default",
+        name=f"{PROJECT}-minio-tls",
+        hostname="minio-tls",
+        ports={"9000/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        minio_tls.reload()
+        port = minio_tls.attrs["NetworkSettings"]["Ports"]["9000/tcp"][0]["HostPort"]
+        admin = Minio(
+            f"127.0.0.1:{port}",
+            "minio-admin",
+            root_password,
+            secure=True,
+            http_client=urllib3.PoolManager(ca_certs=str(certs / "ca.pem")),
+        )
+
+        def ready() -> bool:
+            try:
+                return admin.bucket_exists("tls-backups") or (admin.make_bucket("tls-backups") is None)
+            except (urllib3.exceptions.HTTPError, S3Error, OSError):
+                return False
+
+        wait_until(ready, "MinIO over HTTPS answers")
+        trusted = {
+            "MINIO_ENDPOINT": "https://minio-tls:9000",
+            "MINIO_BUCKET": "tls-backups",
+            "MINIO_ACCESS_KEY": "minio-admin",
+            "MINIO_SECRET_KEY": root_password,
+        }
+        status, log = run_once(client, tmp_path / "untrusted", **trusted)
+        assert status != 0
+        assert "certificate signed by unknown authority" in log
+        ca_mount = {str(certs / "ca.pem"): {"bind": "/etc/sqlserver-backup/ca-certificates.pem", "mode": "ro"}}
+        status, log = run_once(
+            client,
+            tmp_path / "trusted",
+            ca_mount,
+            EXTRA_CA_CERTS="/etc/sqlserver-backup/ca-certificates.pem",
+            **trusted,
+        )
+        assert status == 0, log
+        assert list(admin.list_objects("tls-backups", prefix=f"{PREFIX}/once/failcase/"))
+    finally:
+        minio_tls.remove(force=True)
+
+
+def make_tls_files(directory: Path, host: str) -> None:
+    """A CA made for this test, and MinIO's certificate for host signed by it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool, names: list[x509.GeneralName]):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("sqlserver-backup test CA", ca_key, "sqlserver-backup test CA", ca_key, True, [])
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName(host), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server = certificate(host, server_key, "sqlserver-backup test CA", ca_key, False, names)
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "public.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    (directory / "private.key").write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def test_check_mode_on_a_fresh_host_reports_what_would_change(stack) -> None:
+    fresh = ROOT / "fresh"
+    result = playbook(
+        "deploy.yml",
+        "--check",
+        "-e",
+        json.dumps(
+            {
+                "backup_stack_project": "sqlserver-backup-fresh",
+                "backup_stack_dir": str(fresh / "stack"),
+                "backup_config_dir": str(fresh / "stack" / "config"),
+                "backup_config_stack_dir": str(fresh / "stack"),
+                "backup_image_build_dir": str(fresh / "build"),
+                "backup_image_tag": "fresh-check",
+                "backup_stack_image": "sqlserver-backup:fresh-check",
+                "backup_stack_mssql_port": 21434,
+                "backup_stack_minio_port": 29001,
+            }
+        ),
+    )
+    assert re.search(r"changed=[1-9]\d*\s.*failed=0", result.stdout), result.stdout[-3000:]
+    assert not (fresh / "stack").exists(), "check mode wrote nothing"
+    assert client_images("sqlserver-backup:fresh-check") == []
+
+
+def client_images(reference: str) -> list:
+    return docker.from_env().images.list(name=reference)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +577,8 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
             "host": "mssql",
             "password": "{{ dev_mssql_sa_password }}",
             "trust_server_certificate": True,
-            "schedule": "* * * * *",
+            # robfig/cron's @every, which GoBackup accepts: the health probe too.
+            "schedule": "@every 1m",
         },
     ]
     started = client.containers.get(BACKUP).attrs["State"]["StartedAt"]
@@ -292,13 +613,16 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
     assert survivors[0] not in after, "the state survived the restart"
     state = json.loads(bucket.get_object(BUCKET, f"{PREFIX}/sales/.gobackup-state/sales_minio.json").read())
     assert [entry["file_key"] for entry in state] == after
+    backup.reload()
+    assert backup.attrs["RestartCount"] == 0, "the daemon stayed up across the scheduled runs"
+    assert backup.exec_run(["docker-healthcheck"]).exit_code == 0
 
 
 def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_success(stack, client, bucket) -> None:
     backup = client.containers.get(BACKUP)  # still on the one-minute schedule of the test above
 
     def failures() -> int:
-        return backup.logs().decode().count("[Scheduler] Failed to perform")
+        return backup.logs().decode().count("[Scheduler: sales] Failed to perform: ")
 
     def wait(condition, what: str) -> None:
         deadline = time.monotonic() + 150
@@ -322,7 +646,7 @@ def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_suc
 
 
 def test_no_secret_leaks_anywhere(stack, client) -> None:
-    values = [*secrets(), secret("mssql_sa_password") + "Aa1"]
+    values = secrets()
     backup = client.containers.get(BACKUP)
     image = client.images.get(backup.attrs["Config"]["Image"])
     places = {
@@ -335,3 +659,14 @@ def test_no_secret_leaks_anywhere(stack, client) -> None:
     }
     for place, text in places.items():
         assert not [value for value in values if value in text], place
+
+
+def test_the_log_stays_readable_and_bounded(stack, client) -> None:
+    backup = client.containers.get(BACKUP)
+    assert backup.exec_run(["docker-healthcheck"]).exit_code == 0
+    log = backup.logs().decode()
+    assert "[Scheduler: sales]" in log, "scheduled runs are logged"
+    assert '"/status"' not in log, "the health probe's requests do not flood docker logs"
+    assert '"/metrics"' not in log
+    size = backup.exec_run(["sh", "-c", "stat -L -c %s ~/.gobackup/gobackup.log"])
+    assert size.output.decode().strip() == "0", "GoBackup's own log file does not grow on the state volume"

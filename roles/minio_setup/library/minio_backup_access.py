@@ -60,6 +60,10 @@ except ImportError as error:  # pragma: no cover - reported by the module
     IMPORT_ERROR = error
 
 
+class KeyShared(Exception):
+    """The backup key is already scoped to another prefix."""
+
+
 def backup_policy(bucket: str, prefix: str) -> dict:
     """Only what GoBackup's S3 storage and keep-cycler do under the prefix."""
     return {
@@ -130,7 +134,13 @@ def run(module: AnsibleModule) -> list[str]:
     if created:
         actions.append(f"create bucket {bucket}")
         if apply:
-            root.make_bucket(bucket)
+            try:
+                root.make_bucket(bucket)
+            except S3Error as error:
+                # Several hosts set up at once race to create the one bucket;
+                # the loser finds it made, which is what it wanted.
+                if error.code != "BucketAlreadyOwnedByYou":
+                    raise
     if params["versioning"] and (created or root.get_bucket_versioning(bucket).status != ENABLED):
         actions.append(f"enable versioning on {bucket}")
         if apply:
@@ -160,8 +170,16 @@ def run(module: AnsibleModule) -> list[str]:
         actions.append("reset the backup user's secret")
         if apply:
             admin.user_add(params["access_key"], params["secret_key"])
-    attached = (user or {}).get("policyName", "")
-    if params["policy_name"] not in attached.split(","):
+    attached = [name for name in (user or {}).get("policyName", "").split(",") if name]
+    others = [name for name in attached if name != params["policy_name"]]
+    if others:
+        # A key shared by two hosts would carry both prefixes: either host could
+        # read and delete the other's backups.
+        raise KeyShared(
+            f"access key {params['access_key']} already carries policy {', '.join(others)}: "
+            "give each host its own key (backup_config_minio_access_key in its host_vars vault)"
+        )
+    if params["policy_name"] not in attached:
         actions.append(f"attach policy {params['policy_name']}")
         if apply:
             admin.attach_policy([params["policy_name"]], user=params["access_key"])
