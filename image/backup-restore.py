@@ -141,7 +141,9 @@ class Database:
         return f"{self.host},{self.port}"
 
     def sqlcmd(self, query: str, database: str = "master") -> list[str]:
-        command = ["sqlcmd", "-S", self.server, "-U", self.username, "-d", database, "-Q", query, "-b", "-h", "-1"]
+        # Rows only: no headers, no "(N rows affected)".
+        command = ["sqlcmd", "-S", self.server, "-U", self.username, "-d", database, "-b", "-h", "-1", "-W"]
+        command += ["-Q", f"SET NOCOUNT ON; {query}"]
         if self.trust:
             command.append("-C")
         result = subprocess.run(

@@ -32,6 +32,7 @@ ROOT = Path("/tmp/sqlserver-backup-e2e")
 PROJECT = "sqlserver-backup-e2e"
 BACKUP, MSSQL, MINIO = (f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "minio"))
 IMAGE = "sqlserver-backup:1.0.0"
+SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
 MINIO_PORT = 29000
 PREFIX = "e2e/localhost"
 SA_PASSWORD = "#&*!%@[{Sa0123x"
@@ -108,7 +109,8 @@ def archives(bucket: Minio, model: str) -> list[str]:
 
 def sql(client: docker.DockerClient, query: str, database: str = "master") -> list[str]:
     result = client.containers.get(MSSQL).exec_run(
-        ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-d", database, "-Q", query, "-b"],
+        # Rows only, as the real sqlcmd prints them with these options.
+        [*SQLCMD, "-d", database, "-Q", f"SET NOCOUNT ON; {query}"],
         environment={"SQLCMDPASSWORD": SA_PASSWORD},
     )
     assert result.exit_code == 0, result.output.decode()

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 try:
+    import urllib3
     from minio import Minio
     from minio.commonconfig import ENABLED
     from minio.credentials import StaticProvider
@@ -205,7 +206,15 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("minio"), exception=str(IMPORT_ERROR))
     try:
         actions = run(module)
-    # Any SDK or network error is reported with the endpoint and bucket.
+    except (OSError, urllib3.exceptions.HTTPError) as error:
+        if not module.check_mode:
+            module.fail_json(msg=f"MinIO at {module.params['endpoint']} (bucket {module.params['bucket']}): {error}")
+        # A dry run before the first deploy: the stack's MinIO does not run yet.
+        actions = [
+            f"create bucket {module.params['bucket']}, policy {module.params['policy_name']} and the backup user"
+            f" (MinIO at {module.params['endpoint']} does not answer yet)"
+        ]
+    # Any other SDK error is reported with the endpoint and bucket.
     except Exception as error:
         module.fail_json(msg=f"MinIO at {module.params['endpoint']} (bucket {module.params['bucket']}): {error}")
     module.exit_json(changed=bool(actions), actions=actions)

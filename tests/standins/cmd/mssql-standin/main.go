@@ -1,20 +1,18 @@
-// Command mssql-standin plays SQL Server for the tests: it listens on 1433,
-// checks the sa login against MSSQL_SA_PASSWORD as the real image does, and
-// keeps a few small databases (SalesDemo and InventoryDemo to start with) in
-// a JSON file under /var/opt/mssql, so they survive container restarts.
+// Command mssql-standin plays SQL Server for the tests: it listens on 1433
+// (or MSSQL_TCP_PORT), checks the sa login against MSSQL_SA_PASSWORD as the
+// real image does, runs the T-SQL subset in tsql.go, and keeps its databases
+// in a JSON file under /var/opt/mssql (or MSSQL_DATA_DIR), so they survive
+// container restarts. Like the real image it starts with the system
+// databases only.
 package main
 
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"log"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -30,23 +28,10 @@ type server struct {
 	databases map[string]*sqlwire.Database
 }
 
-func seed() map[string]*sqlwire.Database {
-	customers := sqlwire.Table{Name: "dbo.Customers", Columns: []string{"Id", "Name", "City"}}
-	for i, name := range []string{"Contoso", "Fabrikam", "Northwind", "Adventure Works", "Tailspin"} {
-		customers.Rows = append(customers.Rows, []string{strconv.Itoa(i + 1), name, []string{"Seattle", "Berlin", "Oslo", "Lyon", "Porto"}[i]})
-	}
-	orders := sqlwire.Table{Name: "dbo.Orders", Columns: []string{"Id", "CustomerId", "Amount"}}
-	for i := 1; i <= 40; i++ {
-		orders.Rows = append(orders.Rows, []string{strconv.Itoa(i), strconv.Itoa(i%5 + 1), fmt.Sprintf("%d.%02d", 10*i, i%100)})
-	}
-	products := sqlwire.Table{Name: "dbo.Products", Columns: []string{"Sku", "Stock"}}
-	for i := 1; i <= 12; i++ {
-		products.Rows = append(products.Rows, []string{fmt.Sprintf("SKU-%03d", i), strconv.Itoa(i * 7)})
-	}
-	databases := map[string]*sqlwire.Database{
-		"SalesDemo":     {Name: "SalesDemo", Tables: []sqlwire.Table{customers, orders}},
-		"InventoryDemo": {Name: "InventoryDemo", Tables: []sqlwire.Table{products}},
-	}
+// initial is what a new instance holds: the system databases only, as the
+// real image starts. Sample databases come from the scripts run against it.
+func initial() map[string]*sqlwire.Database {
+	databases := map[string]*sqlwire.Database{}
 	for _, name := range systemDatabases {
 		databases[name] = &sqlwire.Database{Name: name}
 	}
@@ -56,7 +41,7 @@ func seed() map[string]*sqlwire.Database {
 func (s *server) load() error {
 	content, err := os.ReadFile(s.path)
 	if os.IsNotExist(err) {
-		s.databases = seed()
+		s.databases = initial()
 		return s.save()
 	}
 	if err != nil {
@@ -78,7 +63,7 @@ func (s *server) save() error {
 }
 
 func failure(number int, format string, arguments ...any) *sqlwire.Response {
-	return &sqlwire.Response{Number: number, Error: fmt.Sprintf(format, arguments...)}
+	return fail(&sqlwire.Response{}, fault(number, format, arguments...))
 }
 
 func (s *server) lookup(name string) (*sqlwire.Database, bool) {
@@ -123,118 +108,9 @@ func (s *server) handle(request sqlwire.Request) *sqlwire.Response {
 		if !found {
 			return failure(4060, "Cannot open database \"%s\" requested by the login. The login failed.", name)
 		}
-		return s.query(database, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(request.SQL), ";")))
+		return s.run(database.Name, request.SQL)
 	}
 	return failure(50000, "unknown operation %q", request.Op)
-}
-
-var (
-	selectOne   = regexp.MustCompile(`(?i)^SELECT\s+1$`)
-	listDBs     = regexp.MustCompile(`(?i)^SELECT\s+name\s+FROM\s+sys\.databases$`)
-	countRows   = regexp.MustCompile(`(?i)^SELECT\s+COUNT\(\*\)\s+FROM\s+(\S+)$`)
-	selectAll   = regexp.MustCompile(`(?i)^SELECT\s+\*\s+FROM\s+(\S+)$`)
-	listTables  = regexp.MustCompile(`(?i)^SELECT\s+name\s+FROM\s+sys\.tables$`)
-	dropDB      = regexp.MustCompile(`(?i)^DROP\s+DATABASE\s+(\S+)$`)
-	createDB    = regexp.MustCompile(`(?i)^CREATE\s+DATABASE\s+(\S+)$`)
-	insertRow   = regexp.MustCompile(`(?i)^INSERT\s+INTO\s+(\S+)\s+VALUES\s*\((.*)\)$`)
-	nameBracket = strings.NewReplacer("[", "", "]", "")
-)
-
-func tableName(raw string) string {
-	name := nameBracket.Replace(raw)
-	if !strings.Contains(name, ".") {
-		name = "dbo." + name
-	}
-	return name
-}
-
-func (s *server) table(database *sqlwire.Database, raw string) (*sqlwire.Table, *sqlwire.Response) {
-	name := tableName(raw)
-	for i := range database.Tables {
-		if strings.EqualFold(database.Tables[i].Name, name) {
-			return &database.Tables[i], nil
-		}
-	}
-	return nil, failure(208, "Invalid object name '%s'.", raw)
-}
-
-func (s *server) query(database *sqlwire.Database, sql string) *sqlwire.Response {
-	switch {
-	case selectOne.MatchString(sql):
-		return &sqlwire.Response{Rows: [][]string{{"1"}}}
-	case listDBs.MatchString(sql):
-		names := make([]string, 0, len(s.databases))
-		for name := range s.databases {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		rows := [][]string{}
-		for _, name := range names {
-			rows = append(rows, []string{name})
-		}
-		return &sqlwire.Response{Rows: rows}
-	case listTables.MatchString(sql):
-		rows := [][]string{}
-		for _, table := range database.Tables {
-			rows = append(rows, []string{table.Name})
-		}
-		return &sqlwire.Response{Rows: rows}
-	case countRows.MatchString(sql):
-		table, problem := s.table(database, countRows.FindStringSubmatch(sql)[1])
-		if problem != nil {
-			return problem
-		}
-		return &sqlwire.Response{Rows: [][]string{{strconv.Itoa(len(table.Rows))}}}
-	case selectAll.MatchString(sql):
-		table, problem := s.table(database, selectAll.FindStringSubmatch(sql)[1])
-		if problem != nil {
-			return problem
-		}
-		return &sqlwire.Response{Rows: append([][]string{table.Columns}, table.Rows...)}
-	case insertRow.MatchString(sql):
-		match := insertRow.FindStringSubmatch(sql)
-		table, problem := s.table(database, match[1])
-		if problem != nil {
-			return problem
-		}
-		values := []string{}
-		for _, value := range strings.Split(match[2], ",") {
-			values = append(values, strings.Trim(strings.TrimSpace(value), "'"))
-		}
-		if len(values) != len(table.Columns) {
-			return failure(213, "Column name or number of supplied values does not match table definition.")
-		}
-		table.Rows = append(table.Rows, values)
-		return s.saved(&sqlwire.Response{Rows: [][]string{{"1"}}})
-	case dropDB.MatchString(sql):
-		name := nameBracket.Replace(dropDB.FindStringSubmatch(sql)[1])
-		existing, found := s.lookup(name)
-		if !found {
-			return failure(3701, "Cannot drop the database '%s', because it does not exist or you do not have permission.", name)
-		}
-		for _, system := range systemDatabases {
-			if strings.EqualFold(system, existing.Name) {
-				return failure(3708, "Cannot drop the database '%s' because it is a system database.", name)
-			}
-		}
-		delete(s.databases, existing.Name)
-		return s.saved(&sqlwire.Response{})
-	case createDB.MatchString(sql):
-		name := nameBracket.Replace(createDB.FindStringSubmatch(sql)[1])
-		if _, found := s.lookup(name); found {
-			return failure(1801, "Database '%s' already exists. Choose a different database name.", name)
-		}
-		s.databases[name] = &sqlwire.Database{Name: name}
-		return s.saved(&sqlwire.Response{})
-	}
-	return failure(102, "Incorrect syntax near '%s'.", sql)
-}
-
-func (s *server) saved(response *sqlwire.Response) *sqlwire.Response {
-	if err := s.save(); err != nil {
-		return failure(5120, "Unable to write the databases: %v", err)
-	}
-	return response
 }
 
 func (s *server) serve(connection net.Conn) {
@@ -245,7 +121,7 @@ func (s *server) serve(connection net.Conn) {
 	}
 	response := s.handle(request)
 	if response.Error != "" {
-		log.Printf("Error: %d, Severity: 14, State: 1. %s (op %s, database %q)", response.Number, response.Error, request.Op, request.Database)
+		log.Printf("Error: %d, Severity: %d, State: 1. %s (op %s, database %q)", response.Number, response.Severity, response.Error, request.Op, request.Database)
 	}
 	_ = json.NewEncoder(connection).Encode(response)
 }
@@ -267,11 +143,15 @@ func main() {
 	if err := s.load(); err != nil {
 		log.Fatalf("cannot load databases: %v", err)
 	}
-	listener, err := net.Listen("tcp", ":1433")
+	port := os.Getenv("MSSQL_TCP_PORT") // as the real image: the port to listen on
+	if port == "" {
+		port = "1433"
+	}
+	listener, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("SQL Server stand-in is now ready for client connections on port 1433 (%d databases).", len(s.databases))
+	log.Printf("SQL Server stand-in is now ready for client connections on port %s (%d databases).", port, len(s.databases))
 	for {
 		connection, err := listener.Accept()
 		if err != nil {

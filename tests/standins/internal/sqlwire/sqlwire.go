@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// Table holds a table's columns and rows as text, like a BCP export.
+// Table holds a table's columns and rows as text, like a BCP export. Types
+// and Key are known only for tables made by CREATE TABLE; a table restored
+// from a package has none, and the server then checks nothing on INSERT.
 type Table struct {
 	Name    string     `json:"name"`
 	Columns []string   `json:"columns"`
+	Types   []string   `json:"types,omitempty"` // e.g. INT, NVARCHAR(100), DECIMAL(10,2)
+	Key     string     `json:"key,omitempty"`   // the PRIMARY KEY column, if any
 	Rows    [][]string `json:"rows"`
 }
 
@@ -26,7 +30,9 @@ type Database struct {
 	Tables []Table `json:"tables"`
 }
 
-// Request is one client call; every call carries its credentials.
+// Request is one client call; every call carries its credentials. A query
+// carries one batch (the text between two GO lines); Database is the context
+// it starts in, which is how a client keeps a USE across batches.
 type Request struct {
 	Op       string    `json:"op"` // export, import, query
 	User     string    `json:"user"`
@@ -36,18 +42,34 @@ type Request struct {
 	Data     *Database `json:"data,omitempty"`
 }
 
-// Response carries either a result or a SQL Server style error.
+// Output is one thing a batch sends back, in order: a message (PRINT) or the
+// rows of one result set.
+type Output struct {
+	Kind    string     `json:"kind"` // message or rows
+	Message string     `json:"message,omitempty"`
+	Rows    [][]string `json:"rows,omitempty"`
+}
+
+// Response carries what a call produced and, if it failed, a SQL Server style
+// error (Number, Severity and the batch Line it came from). Output sent
+// before an error still reaches the client, as with TDS. Database is the
+// context the batch ended in (TDS sends it as an ENVCHANGE after a USE).
 type Response struct {
-	Error  string     `json:"error,omitempty"`
-	Number int        `json:"number,omitempty"`
-	Rows   [][]string `json:"rows,omitempty"`
-	Data   *Database  `json:"data,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Number   int       `json:"number,omitempty"`
+	Severity int       `json:"severity,omitempty"`
+	Line     int       `json:"line,omitempty"`
+	Output   []Output  `json:"output,omitempty"`
+	Database string    `json:"database,omitempty"`
+	Data     *Database `json:"data,omitempty"`
 }
 
 // Error is a SQL Server error as the client tools report it.
 type Error struct {
-	Number  int
-	Message string
+	Number   int
+	Severity int
+	Line     int
+	Message  string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -89,7 +111,7 @@ func Call(server string, request Request, timeout time.Duration) (*Response, err
 		return nil, &ConnectError{Server: server, Err: err}
 	}
 	if response.Error != "" {
-		return &response, &Error{Number: response.Number, Message: response.Error}
+		return &response, &Error{Number: response.Number, Severity: response.Severity, Line: response.Line, Message: response.Error}
 	}
 	return &response, nil
 }

@@ -1,0 +1,450 @@
+package main
+
+// Running a parsed batch against the stand-in's databases. Errors carry SQL
+// Server's message numbers and texts; the first error ends the batch (SQL
+// Server goes on after some statement-level errors, such as a duplicate key,
+// which no caller of the stand-in relies on).
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"sqlserver-backup/standins/internal/sqlwire"
+)
+
+type sqlError struct {
+	number  int
+	message string
+	line    int
+}
+
+func fault(number int, format string, arguments ...any) *sqlError {
+	return &sqlError{number: number, message: fmt.Sprintf(format, arguments...)}
+}
+
+// severities holds the level SQL Server reports for each message number used
+// here; anything else is 16.
+var severities = map[int]int{102: 15, 105: 15, 2627: 14, 3701: 11, 4060: 11, 18456: 14}
+
+func severity(number int) int {
+	if level, found := severities[number]; found {
+		return level
+	}
+	return 16
+}
+
+// batch is one batch's run: the database context it is in and what it sent.
+type batch struct {
+	server   *server
+	database string
+	response *sqlwire.Response
+	dirty    bool
+}
+
+// run parses and runs one batch in the given database.
+func (s *server) run(database, sql string) *sqlwire.Response {
+	response := &sqlwire.Response{Database: database}
+	statements, err := parseBatch(sql)
+	var syntax *syntaxError
+	var unclosed *unclosedError
+	switch {
+	case errors.As(err, &syntax):
+		return fail(response, &sqlError{number: 102, message: syntax.Error(), line: syntax.line})
+	case errors.As(err, &unclosed):
+		return fail(response, &sqlError{number: 105, message: unclosed.Error(), line: unclosed.line})
+	}
+	b := &batch{server: s, database: database, response: response}
+	var problem *sqlError
+	for _, parsed := range statements {
+		if problem = b.execute(parsed); problem != nil {
+			break
+		}
+	}
+	response.Database = b.database
+	if b.dirty {
+		if err := s.save(); err != nil && problem == nil {
+			problem = fault(5120, "Unable to write the databases: %v", err)
+		}
+	}
+	if problem != nil {
+		return fail(response, problem)
+	}
+	return response
+}
+
+func fail(response *sqlwire.Response, problem *sqlError) *sqlwire.Response {
+	response.Error, response.Number, response.Severity = problem.message, problem.number, severity(problem.number)
+	response.Line = max(problem.line, 1)
+	return response
+}
+
+func (b *batch) execute(parsed statement) *sqlError {
+	problem := b.statement(parsed)
+	if problem != nil && problem.line == 0 {
+		problem.line = parsed.lineNumber()
+	}
+	return problem
+}
+
+func (b *batch) statement(parsed statement) *sqlError {
+	s := b.server
+	switch parsed := parsed.(type) {
+	case *setOption:
+		return nil // NOCOUNT and friends change nothing the stand-in prints
+	case *ifStatement:
+		if b.holds(parsed.condition) {
+			return b.execute(parsed.then)
+		}
+		if parsed.otherwise != nil {
+			return b.execute(parsed.otherwise)
+		}
+		return nil
+	case *block:
+		for _, inner := range parsed.body {
+			if problem := b.execute(inner); problem != nil {
+				return problem
+			}
+		}
+		return nil
+	case *printMessage:
+		b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "message", Message: parsed.text})
+		return nil
+	case *useDatabase:
+		database, found := s.lookup(parsed.name)
+		if !found {
+			return fault(911, "Database '%s' does not exist. Make sure that the name is entered correctly.", parsed.name)
+		}
+		b.database = database.Name
+		return nil
+	case *createDatabase:
+		if _, found := s.lookup(parsed.name); found {
+			return fault(1801, "Database '%s' already exists. Choose a different database name.", parsed.name)
+		}
+		s.databases[parsed.name] = &sqlwire.Database{Name: parsed.name}
+		b.dirty = true
+		return nil
+	case *dropDatabase:
+		existing, found := s.lookup(parsed.name)
+		if !found {
+			return fault(3701, "Cannot drop the database '%s', because it does not exist or you do not have permission.", parsed.name)
+		}
+		for _, system := range systemDatabases {
+			if strings.EqualFold(system, existing.Name) {
+				return fault(3708, "Cannot drop the database '%s' because it is a system database.", parsed.name)
+			}
+		}
+		if strings.EqualFold(existing.Name, b.database) {
+			return fault(3702, "Cannot drop database \"%s\" because it is currently in use.", existing.Name)
+		}
+		delete(s.databases, existing.Name)
+		b.dirty = true
+		return nil
+	case *createTable:
+		return b.createTable(parsed)
+	case *insertRows:
+		return b.insert(parsed)
+	case *selectRows:
+		return b.selectRows(parsed)
+	}
+	return fault(102, "Incorrect syntax near '%T'.", parsed)
+}
+
+// resolve finds the database and the schema-qualified name a table name means.
+func (b *batch) resolve(name objectName) (*sqlwire.Database, string, bool) {
+	parts := append(objectName{}, name...)
+	database := b.database
+	if len(parts) == 3 {
+		database, parts = parts[0], parts[1:]
+	}
+	if len(parts) == 1 {
+		parts = objectName{"dbo", parts[0]}
+	}
+	found, exists := b.server.lookup(database)
+	return found, parts.String(), exists
+}
+
+func (b *batch) table(name objectName) (*sqlwire.Table, *sqlError) {
+	database, qualified, found := b.resolve(name)
+	if found {
+		for i := range database.Tables {
+			if strings.EqualFold(database.Tables[i].Name, qualified) {
+				return &database.Tables[i], nil
+			}
+		}
+	}
+	return nil, fault(208, "Invalid object name '%s'.", name)
+}
+
+func (b *batch) holds(condition existence) bool {
+	found := false
+	switch condition.function {
+	case "DB_ID":
+		_, found = b.server.lookup(condition.name)
+	case "OBJECT_ID":
+		// Tables are the only objects here, so any type but U finds nothing.
+		if condition.kind == "" || condition.kind == "U" {
+			name, err := (&parser{tokens: mustTokens(condition.name)}).objectName()
+			if err == nil {
+				_, problem := b.table(name)
+				found = problem == nil
+			}
+		}
+	}
+	return found != condition.isNull
+}
+
+func mustTokens(text string) []token {
+	tokens, err := tokenize(text)
+	if err != nil {
+		return []token{{kind: endToken}}
+	}
+	return tokens
+}
+
+func (b *batch) createTable(parsed *createTable) *sqlError {
+	database, qualified, found := b.resolve(parsed.name)
+	if !found {
+		return fault(2702, "Database '%s' does not exist.", parsed.name[0])
+	}
+	for _, existing := range database.Tables {
+		if strings.EqualFold(existing.Name, qualified) {
+			return fault(2714, "There is already an object named '%s' in the database.", parsed.name[len(parsed.name)-1])
+		}
+	}
+	table := sqlwire.Table{Name: qualified, Key: parsed.key, Rows: [][]string{}}
+	for _, definition := range parsed.columns {
+		if index(table.Columns, definition.name) >= 0 {
+			return fault(2705, "Column names in each table must be unique. Column name '%s' in table '%s' is specified more than once.", definition.name, qualified)
+		}
+		table.Columns = append(table.Columns, definition.name)
+		table.Types = append(table.Types, definition.dataType)
+	}
+	if table.Key != "" && index(table.Columns, table.Key) < 0 {
+		return fault(1911, "Column name '%s' does not exist in the target table or view.", table.Key)
+	}
+	database.Tables = append(database.Tables, table)
+	b.dirty = true
+	return nil
+}
+
+func index(columns []string, name string) int {
+	for i, column := range columns {
+		if strings.EqualFold(column, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// insert adds all rows or, on any error, none: one INSERT is one statement.
+func (b *batch) insert(parsed *insertRows) *sqlError {
+	table, problem := b.table(parsed.table)
+	if problem != nil {
+		return problem
+	}
+	targets := make([]int, 0, len(table.Columns))
+	if parsed.columns == nil {
+		for i := range table.Columns {
+			targets = append(targets, i)
+		}
+	}
+	for _, name := range parsed.columns {
+		position := index(table.Columns, name)
+		if position < 0 {
+			return fault(207, "Invalid column name '%s'.", name)
+		}
+		targets = append(targets, position)
+	}
+	key := index(table.Columns, table.Key)
+	keys := map[string]bool{}
+	if key >= 0 {
+		for _, row := range table.Rows {
+			keys[row[key]] = true
+		}
+	}
+	var added [][]string
+	for _, values := range parsed.rows {
+		switch {
+		case parsed.columns == nil && len(values) != len(targets):
+			return fault(213, "Column name or number of supplied values does not match table definition.")
+		case len(values) < len(targets):
+			return fault(109, "There are more columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.")
+		case len(values) > len(targets):
+			return fault(110, "There are fewer columns in the INSERT statement than values specified in the VALUES clause. The number of values in the VALUES clause must match the number of columns specified in the INSERT statement.")
+		}
+		row := make([]string, len(table.Columns))
+		for i := range row {
+			row[i] = "NULL"
+		}
+		for i, value := range values {
+			converted, problem := convert(value, table, targets[i])
+			if problem != nil {
+				return problem
+			}
+			row[targets[i]] = converted
+		}
+		if key >= 0 {
+			if row[key] == "NULL" {
+				return fault(515, "Cannot insert the value NULL into column '%s', table '%s.%s'; column does not allow nulls. INSERT fails.", table.Columns[key], b.database, table.Name)
+			}
+			if keys[row[key]] {
+				return fault(2627, "Violation of PRIMARY KEY constraint 'PK_%s'. Cannot insert duplicate key in object '%s'. The duplicate key value is (%s).", table.Name[strings.LastIndex(table.Name, ".")+1:], table.Name, row[key])
+			}
+			keys[row[key]] = true
+		}
+		added = append(added, row)
+	}
+	table.Rows = append(table.Rows, added...)
+	b.dirty = true
+	return nil
+}
+
+// convert turns a constant into the column's text as SELECT would show it.
+func convert(value literal, table *sqlwire.Table, position int) (string, *sqlError) {
+	if value.isNull || position >= len(table.Types) {
+		return value.text, nil
+	}
+	dataType, arguments, _ := strings.Cut(strings.TrimSuffix(table.Types[position], ")"), "(")
+	text := strings.TrimSpace(value.text)
+	switch dataType {
+	case "INT", "BIGINT", "SMALLINT", "TINYINT", "BIT":
+		whole, _, _ := strings.Cut(text, ".")
+		if !value.isText {
+			text = whole // a numeric constant is truncated, as CONVERT(int, 2.7) is 2
+		}
+		number, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return "", fault(245, "Conversion failed when converting the varchar value '%s' to data type %s.", value.text, strings.ToLower(dataType))
+		}
+		return strconv.FormatInt(number, 10), nil
+	case "DECIMAL", "NUMERIC":
+		precision, scale := 18, 0
+		if arguments != "" {
+			first, second, _ := strings.Cut(arguments, ",")
+			precision, _ = strconv.Atoi(first)
+			scale, _ = strconv.Atoi(second)
+		}
+		number, ok := new(big.Rat).SetString(text)
+		if !ok {
+			return "", fault(8114, "Error converting data type varchar to numeric.")
+		}
+		formatted := number.FloatString(scale)
+		whole, _, _ := strings.Cut(strings.TrimPrefix(formatted, "-"), ".")
+		if len(strings.TrimLeft(whole, "0")) > precision-scale {
+			return "", fault(8115, "Arithmetic overflow error converting numeric to data type numeric.")
+		}
+		return formatted, nil
+	case "NVARCHAR", "VARCHAR", "NCHAR", "CHAR":
+		limit, err := strconv.Atoi(arguments)
+		if arguments == "" {
+			limit, err = 1, nil
+		}
+		if err == nil && utf8.RuneCountInString(value.text) > limit {
+			return "", fault(2628, "String or binary data would be truncated in table '%s', column '%s'. Truncated value: '%s'.", table.Name, table.Columns[position], string([]rune(value.text)[:limit]))
+		}
+	}
+	return value.text, nil
+}
+
+// equal compares a stored value with a constant: as numbers when both are,
+// else as text, ignoring case as SQL Server's default collation does.
+func equal(stored string, value literal) bool {
+	if value.isNull || stored == "NULL" {
+		return false // NULL = anything is unknown
+	}
+	left, leftIsNumber := new(big.Rat).SetString(stored)
+	right, rightIsNumber := new(big.Rat).SetString(value.text)
+	if leftIsNumber && rightIsNumber && !value.isText {
+		return left.Cmp(right) == 0
+	}
+	return strings.EqualFold(stored, value.text)
+}
+
+// selectRows answers SELECT of constants, or of *, COUNT(*) or columns from a
+// table, sys.databases or sys.tables. A result set's first row holds the
+// column names for SELECT * only, as the stand-in always has.
+func (b *batch) selectRows(parsed *selectRows) *sqlError {
+	var source *sqlwire.Table
+	switch {
+	case parsed.from == nil:
+		source = &sqlwire.Table{Rows: [][]string{{}}}
+	case len(parsed.from) == 2 && strings.EqualFold(parsed.from.String(), "sys.databases"):
+		source = &sqlwire.Table{Columns: []string{"name"}}
+		names := make([]string, 0, len(b.server.databases))
+		for name := range b.server.databases {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			source.Rows = append(source.Rows, []string{name})
+		}
+	case len(parsed.from) == 2 && strings.EqualFold(parsed.from.String(), "sys.tables"):
+		source = &sqlwire.Table{Columns: []string{"name"}}
+		if database, found := b.server.lookup(b.database); found {
+			for _, table := range database.Tables {
+				source.Rows = append(source.Rows, []string{table.Name[strings.LastIndex(table.Name, ".")+1:]})
+			}
+		}
+	default:
+		table, problem := b.table(parsed.from)
+		if problem != nil {
+			return problem
+		}
+		source = table
+	}
+	if len(parsed.where) > 0 {
+		filtered := &sqlwire.Table{Name: source.Name, Columns: source.Columns}
+		for _, row := range source.Rows {
+			matches := true
+			for _, condition := range parsed.where {
+				position := index(source.Columns, condition.column)
+				if position < 0 {
+					return fault(207, "Invalid column name '%s'.", condition.column)
+				}
+				matches = matches && equal(row[position], condition.value)
+			}
+			if matches {
+				filtered.Rows = append(filtered.Rows, row)
+			}
+		}
+		source = filtered
+	}
+	if len(parsed.items) == 1 && parsed.items[0].count {
+		b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "rows", Rows: [][]string{{strconv.Itoa(len(source.Rows))}}})
+		return nil
+	}
+	if len(parsed.items) == 1 && parsed.items[0].star {
+		if parsed.from == nil {
+			return fault(263, "Must specify table to select from.")
+		}
+		rows := append([][]string{source.Columns}, source.Rows...)
+		b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "rows", Rows: rows})
+		return nil
+	}
+	rows := make([][]string, 0, len(source.Rows))
+	for _, sourceRow := range source.Rows {
+		row := make([]string, 0, len(parsed.items))
+		for _, item := range parsed.items {
+			switch {
+			case item.constant != nil:
+				row = append(row, item.constant.text)
+			case item.column != "":
+				position := index(source.Columns, item.column)
+				if position < 0 {
+					return fault(207, "Invalid column name '%s'.", item.column)
+				}
+				row = append(row, sourceRow[position])
+			default:
+				return fault(8120, "Column is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause.")
+			}
+		}
+		rows = append(rows, row)
+	}
+	b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "rows", Rows: rows})
+	return nil
+}
