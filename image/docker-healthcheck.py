@@ -3,10 +3,14 @@
 
 A one-shot container is healthy while it runs. In daemon mode the container is
 unhealthy when GoBackup's scheduler does not answer /status on its loopback web
-server, when a model's last scheduled backup failed, or when a model has missed
-a scheduled backup for longer than BACKUP_HEALTH_GRACE seconds (default 7200:
-time for the run itself). GoBackup's /metrics live in the scheduler's memory,
-so only runs since the container started count.
+server, when a model's last scheduled backup failed, or when a model's first
+run due after its last success (or after the container started) is more than
+BACKUP_HEALTH_GRACE seconds (default 7200: time for the run itself) in the
+past. Schedules are computed by backupcfg exactly as GoBackup's scheduler reads
+them (cron with names, '?', descriptors, @every and TZ= prefixes; every).
+GoBackup's /metrics live in the scheduler's memory, so only runs since the
+container started count. Any failure of the probe itself is reported as one
+`unhealthy: ...` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, "/usr/local/lib/gobackup-image")
 import backupcfg
@@ -33,26 +38,43 @@ def last_runs(metrics: str) -> dict[tuple[str, str], float]:
     return {(model, status): float(value) for model, status, value in METRIC.findall(metrics)}
 
 
-def problems(document: dict, runs: dict[tuple[str, str], float], started: float, now: datetime.datetime) -> list[str]:
+def due_after(schedule: Any, since: float, zone: datetime.tzinfo) -> datetime.datetime | None:
+    """The first run GoBackup schedules after `since` (a Unix time), or None.
+    GoBackup ignores schedule.enabled: any schedule block is scheduled."""
+    if not isinstance(schedule, dict):
+        return None
+    return backupcfg.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
+
+
+def problems(
+    document: dict,
+    runs: dict[tuple[str, str], float],
+    started: float,
+    now: datetime.datetime,
+    zone: datetime.tzinfo | None = None,
+) -> list[str]:
     grace = float(os.environ.get("BACKUP_HEALTH_GRACE", "7200"))
+    zone = zone or backupcfg.local_zone()
     found = []
     for model, body in document["models"].items():
-        success, failure = runs.get((model, "success"), 0.0), runs.get((model, "failure"), 0.0)
+        name = str(model).lower()  # GoBackup's metrics use viper's lower-cased keys
+        success, failure = runs.get((name, "success"), 0.0), runs.get((name, "failure"), 0.0)
         where = "; ".join(backupcfg.storages(document, model))
         if failure > success:
-            at = datetime.datetime.fromtimestamp(failure).isoformat(timespec="seconds")
-            found.append(f"the last backup of model {model} failed at {at} ({where}); see docker logs")
+            at = datetime.datetime.fromtimestamp(failure, zone).isoformat(timespec="seconds")
+            found.append(f"the last backup of model {name} failed at {at} ({where}); see docker logs")
             continue
-        schedule = body.get("schedule") or {}
-        if schedule.get("enabled", True) is False or not schedule.get("cron"):
+        try:
+            due = due_after((body or {}).get("schedule"), max(success, started), zone)
+        except ValueError as error:  # CronError included: the checker refuses these
+            found.append(f"model {name}: its schedule cannot be computed: {error}")
             continue
-        due = backupcfg.cron_previous(str(schedule["cron"]), now)
-        if due and due.timestamp() >= started and success < due.timestamp() and (now - due).total_seconds() > grace:
-            found.append(f"model {model} has no successful backup since its run due at {due.isoformat()} ({where})")
+        if due is not None and (now - due).total_seconds() > grace:
+            found.append(f"model {name} has no successful backup since its run due at {due.isoformat()} ({where})")
     return found
 
 
-def main() -> int:
+def probe() -> int:
     if os.environ.get("RUN_MODE", "daemon") == "once":
         return 0
     active = backupcfg.ACTIVE_CONFIG
@@ -73,10 +95,22 @@ def main() -> int:
         print(f"unhealthy: the scheduler does not answer on {base}: {error}")
         return 1
     started = active.stat().st_mtime
-    found = problems(document, last_runs(metrics), started, datetime.datetime.now())
+    zone = backupcfg.local_zone()
+    found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone)
     for problem in found:
         print(f"unhealthy: {problem}")
     return 1 if found else 0
+
+
+def main() -> int:
+    try:
+        return probe()
+    except backupcfg.yaml.YAMLError as error:  # its message would quote the (expanded) line
+        line = backupcfg.yaml_problem(error)[1]
+        print(f"unhealthy: the active configuration is not valid YAML{f' (line {line})' if line else ''}")
+    except Exception as error:  # Docker shows the first line: make it the reason
+        print(f"unhealthy: the health check itself failed: {type(error).__name__}: {error}")
+    return 1
 
 
 if __name__ == "__main__":
