@@ -3,6 +3,7 @@ real against the example inventories, secrets kept out of output."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
 TEST_SECRETS = {
     "vault_minio_backup_access_key": "backup-access-key-4d3c",
     "vault_minio_backup_secret_key": "Secr3tMinioKeyForTests9x",
+    "vault_mssql_restore_password": "Rest0reOnlyPassw0rd",
     "vault_mssql_passwords": {
         "sqlprod_01": "Pr0dOnePasswordZq7",
         "sqlprod_02": "Pr0dTwoPasswordKw2",
@@ -109,6 +111,11 @@ def production(tmp_path_factory, vault_password_file: Path) -> tuple[Path, subpr
     return out, result
 
 
+def said(result: subprocess.CompletedProcess[str], phrase: str) -> bool:
+    """The phrase appears in Ansible's output, however the YAML callback wrapped it."""
+    return " ".join(phrase.split()) in " ".join(result.stdout.split())
+
+
 def config_of(out: Path, host: str) -> dict:
     return yaml.safe_load((out / host / "gobackup.yml").read_text())
 
@@ -131,7 +138,7 @@ def test_host_settings_override_group_settings(production) -> None:
     assert first["inventory"]["storages"]["minio"]["keep"] == 7  # per database
     assert first["inventory"]["schedule"]["cron"] == "30 3 * * *"
     payroll = config_of(out, "sqlbackup-02.example.internal")["models"]["payroll"]
-    assert payroll["databases"]["Payroll"]["args"] == "/p:CommandTimeout=7200"
+    assert payroll["databases"]["payroll"]["args"] == "/p:CommandTimeout=7200"
 
 
 def test_host_vars_override_group_vars_in_the_inventory(vault_password_file: Path) -> None:
@@ -216,8 +223,8 @@ def test_check_diff_shows_changes_but_never_a_secret(tmp_path: Path, vault_passw
 def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_password_file: Path) -> None:
     result = render("production", tmp_path / "hosts", vault_password_file, secrets=False)
     assert result.returncode != 0
-    assert "backup_config_databases[0] (sales): password still holds the placeholder CHANGE_ME" in result.stdout
-    assert "backup_config_minio_secret_key still holds the placeholder CHANGE_ME" in result.stdout
+    assert said(result, "(set by backup_config_databases[0] (sales).password) still holds the placeholder CHANGE_ME")
+    assert said(result, "MINIO_SECRET_KEY (set by backup_config_minio_secret_key) still holds the placeholder")
 
 
 @pytest.mark.parametrize(
@@ -225,18 +232,82 @@ def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_p
     [
         (
             '{"vault_mssql_passwords": {"sqlstaging_01": "has space", "sqlstaging_02": "ok-Passw0rd"}}',
-            "backup_config_databases[0] (crm): password contains whitespace",
+            "password (from MSSQL_PASSWORD_CRM (set by backup_config_databases[0] (crm).password)) contains whitespace",
         ),
-        ("backup_config_minio_endpoint=minio:9000", "backup_config_minio_endpoint must be a URL"),
-        ("backup_config_minio_bucket=Bad_Bucket", "backup_config_minio_bucket is not a valid S3 bucket name"),
-        ("backup_config_schedule='0 2 * *'", "schedule must be a five-field cron expression"),
+        (
+            '{"vault_mssql_passwords": {"sqlstaging_01": "it\'s quoted", "sqlstaging_02": "ok-Passw0rd"}}',
+            "MSSQL_PASSWORD_CRM (set by backup_config_databases[0] (crm).password)",
+        ),
+        ("backup_config_minio_endpoint=minio:9000", "storage minio: endpoint must be a full URL"),
+        ("backup_config_minio_bucket=Bad_Bucket", "backup_config_minio_bucket must be a valid S3 bucket name"),
+        (
+            "backup_config_schedule='0 2 * *'",
+            "is refused by GoBackup's cron parser (robfig/cron v3): expected exactly 5",
+        ),
+        ("backup_config_schedule='0 2 * * 7'", "end of range (7) above maximum (6)"),
+        (
+            '{"backup_config_databases": [{"name": "Sales", "database": "S", "host": "h", "password": "p"}]}',
+            "lower case",
+        ),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, vault_password_file: Path, override: str, reason: str) -> None:
     result = render("staging", tmp_path / "hosts", vault_password_file, "-e", override)
     assert result.returncode != 0
-    assert reason in result.stdout
+    assert said(result, reason), result.stdout[-2000:]
     assert "has space" not in result.stdout + result.stderr
+    assert "it's quoted" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "schedule", ["@every 1h", "0 2 * * mon-fri", "0 3 ? * SUN", "@daily", "15 1 1 jan,jul *", "CRON_TZ=UTC 0 2 * * *"]
+)
+def test_every_schedule_gobackup_accepts_is_deployed(tmp_path: Path, vault_password_file: Path, schedule: str) -> None:
+    result = render(
+        "staging", tmp_path / "hosts", vault_password_file, "-e", json.dumps({"backup_config_schedule": schedule})
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert config_of(tmp_path / "hosts", "sqlbackup-staging.example.internal")["models"]["crm"]["schedule"] == {
+        "cron": schedule
+    }
+
+
+def test_restores_get_their_own_server_and_login(production) -> None:
+    out, _ = production
+    host = out / "sqlbackup-01.example.internal"
+    restore = yaml.safe_load((host / "restore.yml").read_text())["models"]["sales"]
+    assert restore == {
+        "host": "sqlscratch.example.internal",
+        "port": 1433,
+        "username": "backup_restorer",
+        "password": "${MSSQL_RESTORE_PASSWORD_SALES}",
+        "trust_server_certificate": True,
+    }
+    assert "MSSQL_RESTORE_PASSWORD_SALES='Rest0reOnlyPassw0rd'" in (host / ".env").read_text()
+    assert (host / "restore.yml").stat().st_mode & 0o777 == 0o600
+
+
+def vault_view(path: Path, password_file: Path) -> str:
+    command = [str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file", str(password_file)]
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("inventory", ["staging", "production"])
+def test_each_example_host_has_its_own_vaulted_backup_key(vault_password_file: Path, inventory: str) -> None:
+    group_vault = REPO / "inventories" / inventory / "group_vars" / "backup_hosts" / "vault.yml"
+    hosts = yaml.safe_load((REPO / "inventories" / inventory / "hosts.yml").read_text())["backup_hosts"]["hosts"]
+    for host in hosts:
+        host_vault = REPO / "inventories" / inventory / "host_vars" / host / "vault.yml"
+        assert host_vault.read_text().startswith("$ANSIBLE_VAULT"), host
+        plain = vault_view(host_vault, vault_password_file)
+        assert {"vault_minio_backup_access_key", "vault_minio_backup_secret_key"} <= set(yaml.safe_load(plain))
+    group = vault_view(group_vault, vault_password_file)
+    assert "vault_minio_backup_access_key" not in group, "no key shared by the group"
+
+
+def test_the_production_example_keeps_the_pinned_checksums() -> None:
+    text = (REPO / "inventories" / "production" / "group_vars" / "backup_hosts" / "vars.yml").read_text()
+    assert "checksum" not in text, "a checksum is not a secret: the role's pinned default applies"
 
 
 def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file: Path) -> None:
@@ -254,4 +325,4 @@ def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file:
         str(REPO / "playbooks" / "minio_setup.yml"),
     )
     assert result.returncode != 0
-    assert "none may still be the placeholder CHANGE_ME" in result.stdout
+    assert said(result, "still holds the placeholder CHANGE_ME")
