@@ -64,12 +64,21 @@ def test_config_files_belong_to_the_container_user(host, path: str, mode: int) -
     assert target.mode == mode
 
 
-def test_secret_files_are_private(host) -> None:
-    assert host.file(str(STACK_DIR / "dev-services.env")).mode == 0o600
+@pytest.mark.parametrize(
+    ("service", "variables"), [("mssql", ["MSSQL_SA_PASSWORD"]), ("minio", ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"])]
+)
+def test_each_development_service_gets_only_its_own_secret(host, service: str, variables: list[str]) -> None:
+    env_file = host.file(str(STACK_DIR / f"{service}.env"))
+    assert env_file.mode == 0o600
+    assert sorted(line.split("=")[0] for line in env_file.content_string.splitlines() if "=" in line) == sorted(
+        variables
+    )
 
 
 def test_config_uses_gobackup_key_names(rendered_config: dict) -> None:
-    database = rendered_config["models"]["sales"]["databases"]["SalesDemo"]
+    # GoBackup lower-cases keys: the model name is the database key.
+    database = rendered_config["models"]["sales"]["databases"]["sales"]
+    assert database["database"] == "SalesDemo"
     assert database["type"] == "mssql"
     assert database["trust_server_certificate"] is True
     assert "trustServerCertificate" not in database
@@ -204,3 +213,10 @@ def test_the_backup_key_works_under_its_own_prefix(backup_key_client: Minio) -> 
 def test_the_backup_key_cannot_see_other_prefixes(backup_key_client: Minio, prefix: str) -> None:
     with pytest.raises(S3Error, match="Access Denied"):
         list(backup_key_client.list_objects("sqlserver-backups", prefix=prefix))
+
+
+def test_a_daemon_restarts_and_stops_only_after_its_grace(backup_container) -> None:
+    assert backup_container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    # Docker's SIGKILL comes 30 s after the entrypoint's own grace (3600 s).
+    assert backup_container.attrs["Config"]["StopTimeout"] == 3630
+    assert "STOP_GRACE_PERIOD=3600" in backup_container.attrs["Config"]["Env"]
