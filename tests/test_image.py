@@ -3,12 +3,17 @@ artifacts served like the real releases, and run on the real Docker engine."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import re
 import time
+import zipfile
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, REQUIRED_ENV, ansible_playbook
+import yaml
+from conftest import REPO, REQUIRED_ENV, TEST_VARS, ansible_playbook
 
 IMAGE = "sqlserver-backup:1.0.0"
 
@@ -22,7 +27,7 @@ def build_dir(tmp_path_factory) -> Path:
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",
-        f"@{REPO}/tests/offline-vars.yml",
+        f"@{TEST_VARS}",
         "-e",
         f"backup_image_build_dir={directory}",
         str(REPO / "playbooks" / "build.yml"),
@@ -43,7 +48,7 @@ def test_a_wrong_checksum_stops_the_build_naming_the_artifact(tmp_path: Path, bu
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",
-        f"@{REPO}/tests/offline-vars.yml",
+        f"@{TEST_VARS}",
         "-e",
         f"backup_image_build_dir={tmp_path}",
         "-e",
@@ -69,6 +74,107 @@ def test_the_dockerfile_verifies_the_artifacts_itself(client: docker.DockerClien
         )
     log = "".join(str(entry.get("stream", "")) + str(entry.get("error", "")) for entry in failure.value.build_log)
     assert "artifact sqlpackage: sha256 mismatch" in log
+
+
+def build(build_dir: Path, *extra_vars: str) -> tuple[int, str]:
+    """Runs playbooks/build.yml offline into build_dir with the given -e values;
+    returns its exit code and output."""
+    result = ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{TEST_VARS}",
+        "-e",
+        "backup_build_base_image=false",
+        "-e",
+        f"backup_image_build_dir={build_dir}",
+        *(argument for value in extra_vars for argument in ("-e", value)),
+        str(REPO / "playbooks" / "build.yml"),
+    )
+    return result.returncode, result.stdout
+
+
+def changed_count(output: str) -> int:
+    return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", output).group(1))
+
+
+def test_a_sqlpackage_that_cannot_run_stops_the_build_naming_it(tmp_path: Path, build_dir: Path) -> None:
+    # What sqlpackage's .NET host does where libicu is missing.
+    broken = tmp_path / "sqlpackage-linux-x64-en-170.4.83.3.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr(
+            "sqlpackage",
+            '#!/bin/sh\necho "Process terminated. Couldn\'t find a valid ICU package installed on the system." >&2\n'
+            "exit 134\n",
+        )
+    returncode, output = build(
+        tmp_path / "build",
+        "backup_image_name=sqlserver-backup-test/broken-sqlpackage",
+        "backup_image_tag=test",
+        f"backup_image_sqlpackage_url={broken}",
+        f"backup_image_sqlpackage_checksum=sha256:{hashlib.sha256(broken.read_bytes()).hexdigest()}",
+    )
+    assert returncode != 0
+    assert "build check: sqlpackage does not run in this image" in output
+    assert "Couldn't find a valid ICU package" in output, "sqlpackage's own error reaches the operator"
+
+
+@pytest.fixture
+def own_base(client: docker.DockerClient, build_dir: Path):
+    """A copy of the test base image under a name of this test's own."""
+    name = "sqlserver-backup-test/refreshed-base:test"
+    base = yaml.safe_load(TEST_VARS.read_text()).get("backup_image_base", "ubuntu:22.04")
+    client.images.get(base).tag(name)
+    yield name
+    for image in (name, "sqlserver-backup-test/on-refreshed-base:test"):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(image, force=True)
+
+
+def test_a_new_base_image_and_only_that_rebuilds_the_image(
+    client: docker.DockerClient, own_base: str, tmp_path: Path
+) -> None:
+    settings = (f"backup_image_base={own_base}", "backup_image_name=sqlserver-backup-test/on-refreshed-base")
+    settings += ("backup_image_tag=test",)
+    returncode, output = build(tmp_path, *settings)
+    assert returncode == 0, output
+    first = client.images.get("sqlserver-backup-test/on-refreshed-base:test").id
+
+    returncode, output = build(tmp_path, *settings)
+    assert returncode == 0, output
+    assert changed_count(output) == 0, output
+
+    # The same name now stands for an updated base, as after a pull or a
+    # bootstrap with new security updates.
+    container = client.containers.create(own_base, command=["sh", "-c", "echo updated > /etc/refreshed"])
+    try:
+        container.start()
+        assert container.wait(timeout=60)["StatusCode"] == 0
+        repository, tag = own_base.rsplit(":", 1)
+        container.commit(repository=repository, tag=tag)
+    finally:
+        container.remove(force=True)
+    returncode, output = build(tmp_path, *settings)
+    assert returncode == 0, output
+    assert changed_count(output) > 0, output
+    rebuilt = client.images.get("sqlserver-backup-test/on-refreshed-base:test")
+    assert rebuilt.id != first
+    shown = client.containers.run(rebuilt.id, entrypoint=["cat", "/etc/refreshed"], remove=True)
+    assert shown.decode().strip() == "updated"
+
+
+@pytest.mark.parametrize("extension", ["tar", "tar.gz", "tar.zst", "tar.xz"])
+def test_every_offered_compress_type_archives_in_the_image(
+    client: docker.DockerClient, build_dir: Path, extension: str
+) -> None:
+    # GoBackup archives with `tar -a -cf <name>.<extension> <model>`, and tar
+    # runs gzip, zstd or xz for the compressed types.
+    script = (
+        "cd /tmp/gobackup && mkdir -p sales/mssql && echo data > sales/mssql/db.bacpac"
+        f" && tar -a -cf a.{extension} sales && tar -tf a.{extension}"
+    )
+    listing = client.containers.run(IMAGE, entrypoint=["sh", "-c", script], remove=True)
+    assert "sales/mssql/db.bacpac" in listing.decode()
 
 
 def test_missing_variables_are_named_by_the_image(client: docker.DockerClient, build_dir: Path) -> None:
