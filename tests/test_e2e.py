@@ -633,6 +633,7 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
             "trust_server_certificate": True,
             # robfig/cron's @every, which GoBackup accepts: the health probe too.
             "schedule": "@every 1m",
+            "keep": 100,
         },
     ]
     started = client.containers.get(BACKUP).attrs["State"]["StartedAt"]
