@@ -482,6 +482,20 @@ def test_minio_over_https_with_an_internal_ca(stack, client, tmp_path) -> None:
         minio_tls.remove(force=True)
 
 
+def test_the_role_installs_extra_cas_for_the_backup_container(stack, client, tmp_path) -> None:
+    make_tls_files(tmp_path, "minio-tls")
+    ca = (tmp_path / "ca.pem").read_text()
+    try:
+        playbook("deploy.yml", "-e", json.dumps({"backup_stack_ca_certificates": [str(tmp_path / "ca.pem")]}))
+        backup = client.containers.get(BACKUP)
+        bundle = backup.exec_run(["sh", "-c", 'cat "$SSL_CERT_FILE"']).output.decode()
+        assert ca.strip() in bundle, "the extra CA is trusted"
+        assert bundle.count("BEGIN CERTIFICATE") > 1, "beside the image's own CAs"
+        assert "trusting the CA certificates of EXTRA_CA_CERTS" in backup.logs().decode()
+    finally:
+        playbook("deploy.yml")
+
+
 def make_tls_files(directory: Path, host: str) -> None:
     """A CA made for this test, and MinIO's certificate for host signed by it."""
     now = datetime.datetime.now(datetime.timezone.utc)
