@@ -1,0 +1,282 @@
+"""The fleet after playbooks/deploy.yml: on every host (over SSH) the shipped
+image's binaries, the rendered configuration, a healthy non-root container
+running the built image by digest and a backup landing under the host's own
+prefix; then, once, shipping by registry with --limit, failure reports,
+serial runs, isolation of the hosts' keys, restores per host and
+decommissioning."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+from minio import Minio
+from minio.error import S3Error
+
+REPO = Path(__file__).resolve().parents[3]
+SCENARIO = REPO / "molecule" / "fleet"
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+TEST_VARS = REPO / os.environ.get("SQLSERVER_BACKUP_TEST_VARS", "tests/offline-vars.yml")
+HOSTS = ["backup-1", "backup-2", "backup-3"]
+CONTAINER = "sqlserver-backup-backup-1"
+GROUP_VARS = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "all" / "vars.yml").read_text())
+BUCKET = "sqlserver-backups-fleet"
+MODELS = {"backup-1": ["sales"], "backup-2": ["inventory"], "backup-3": ["sales", "inventory"]}
+OUTPUTS: list[str] = []
+
+
+def playbook(name: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess[str]:
+    """Runs a playbook of the project against the fleet as an operator would."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "-e",
+            f"@{TEST_VARS}",
+            *arguments,
+            str(REPO / "playbooks" / name),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "ANSIBLE_VAULT_PASSWORD_FILE": str(SCENARIO / "vault-password"),
+            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+            "ANSIBLE_FORCE_HANDLERS": "true",
+            "ANSIBLE_PIPELINING": "true",
+            "ANSIBLE_NOCOLOR": "1",
+        },
+        check=False,
+    )
+    OUTPUTS.append(result.stdout + result.stderr)
+    return result
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    found = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
+    return {host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)} for host, ok, ch, un, fa in found}
+
+
+def vault_vars(path: Path) -> dict:
+    """Decrypts one of the scenario's vault files."""
+    text = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-vault"), "view", str(path)],
+        env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(SCENARIO / "vault-password")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return yaml.safe_load(text)
+
+
+def minio_as(access_key: str, secret_key: str) -> Minio:
+    return Minio(f"{GROUP_VARS['fleet_minio_address']}:9000", access_key, secret_key, secure=False)
+
+
+@pytest.fixture(scope="module")
+def root_minio() -> Minio:
+    secrets = vault_vars(SCENARIO / "inventory" / "group_vars" / "all" / "vault.yml")
+    return minio_as(secrets["vault_minio_root_user"], secrets["vault_minio_root_password"])
+
+
+@pytest.fixture(scope="module")
+def built_image_id() -> str:
+    return docker.from_env().images.get("sqlserver-backup:1.0.0").id
+
+
+def backup_container(host) -> dict:
+    return json.loads(host.check_output(f"docker inspect {CONTAINER}"))[0]
+
+
+# --- Every host ------------------------------------------------------------------------
+
+
+def test_the_binaries_and_the_symlink(host) -> None:
+    assert "170." in host.check_output(f"docker exec {CONTAINER} sqlpackage /Version")
+    assert "3.1.1" in host.check_output(f"docker exec {CONTAINER} gobackup -v")
+    assert host.check_output(f"docker exec {CONTAINER} readlink /usr/local/bin/sqlpackage") == "../sqlpackage/sqlpackage"
+
+
+def test_the_rendered_configuration_is_the_hosts_own(host) -> None:
+    name = host.backend.get_hostname()
+    config = host.file("/opt/sqlserver-backup/config/gobackup.yml")
+    assert config.exists and config.mode == 0o640
+    models = yaml.safe_load(config.content_string)["models"]
+    assert sorted(models) == sorted(MODELS[name])
+    for model in models.values():
+        assert model["storages"]["minio"]["path"].startswith(f"fleet/{name}/")
+    env = host.file("/opt/sqlserver-backup/config/.env")
+    assert env.mode == 0o600
+    assert f"MINIO_ACCESS_KEY='fleet-backup-{name[-1]}'" in env.content_string
+
+
+def test_a_healthy_non_root_container_runs_the_built_image_by_digest(host, built_image_id: str) -> None:
+    container = backup_container(host)
+    assert container["State"]["Health"]["Status"] == "healthy"
+    assert container["Config"]["User"] == "10001:10001"
+    assert container["Image"] == built_image_id, "the host runs exactly the image built on the controller"
+    assert container["Config"]["Image"] in (built_image_id, *[]) or "@sha256:" in container["Config"]["Image"]
+    compose = host.file("/opt/sqlserver-backup/compose.yml").content_string
+    assert re.search(r"image: \"(sha256:[0-9a-f]{64}|[^\"]+@sha256:[0-9a-f]{64})\"", compose)
+
+
+def test_a_backup_lands_under_the_hosts_prefix(host, root_minio: Minio) -> None:
+    name = host.backend.get_hostname()
+    model = MODELS[name][0]
+    host.check_output(f"docker exec {CONTAINER} gobackup perform -m {model}")
+    keys = [item.object_name for item in root_minio.list_objects(BUCKET, prefix=f"fleet/{name}/{model}/", recursive=True)]
+    assert any(key.endswith(".tar") or ".tar." in key for key in keys), keys
+
+
+# --- The fleet as a whole (run once, in this order) -----------------------------------
+
+
+def test_each_hosts_key_reaches_only_its_own_prefix() -> None:
+    keys = {
+        name: vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml")
+        for name in HOSTS
+    }
+    for name, secrets in keys.items():
+        client = minio_as(secrets["vault_minio_backup_access_key"], secrets["vault_minio_backup_secret_key"])
+        assert list(client.list_objects(BUCKET, prefix=f"fleet/{name}/", recursive=True)), name
+        for other in HOSTS:
+            if other == name:
+                continue
+            with pytest.raises(S3Error) as denied:
+                list(client.list_objects(BUCKET, prefix=f"fleet/{other}/", recursive=True))
+            assert denied.value.code == "AccessDenied", (name, other)
+            with pytest.raises(S3Error):
+                client.put_object(BUCKET, f"fleet/{other}/intruder", __import__("io").BytesIO(b"x"), 1)
+
+
+def test_restore_and_drill_one_host_with_limit() -> None:
+    result = playbook("restore.yml", "--limit", "backup-2", "-e", "restore_model=inventory", "-e", "restore_target_database=InventoryRestored", "-e", "restore_replace=true")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(recap(result.stdout)) == {"backup-2"}
+    drill = playbook("restore.yml", "--limit", "backup-3", "-e", "restore_drill=true")
+    assert drill.returncode == 0, drill.stdout[-3000:]
+    assert set(recap(drill.stdout)) == {"backup-3"}
+
+
+def test_an_unchanged_image_is_not_shipped_again() -> None:
+    result = playbook("deploy.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert all(counts["changed"] == 0 for counts in recap(result.stdout).values()), result.stdout[-3000:]
+    copy = re.search(r"TASK \[backup_image : Copy the archive to this host\].*?\n\n", result.stdout, re.S)
+    assert copy is None or "changed:" not in copy.group(0)
+
+
+def test_shipping_by_registry_to_one_host(host_ssh) -> None:
+    registry = playbook("registry.yml")
+    assert registry.returncode == 0, registry.stdout[-3000:]
+    result = playbook("deploy.yml", "--limit", "backup-2", "-e", "backup_image_ship_method=registry")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(recap(result.stdout)) == {"backup-2", "localhost"}
+    compose = host_ssh("backup-2", "cat /opt/sqlserver-backup/compose.yml")
+    assert f'image: "{GROUP_VARS["fleet_gateway"]}:5443/sqlserver-backup@sha256:' in compose
+    assert "Up" in host_ssh("backup-2", f"docker ps --filter name={CONTAINER} --format '{{{{.Status}}}}'")
+    # No registry credential stays on the host after the pull.
+    assert GROUP_VARS["fleet_gateway"] not in host_ssh("backup-2", "cat /root/.docker/config.json 2>/dev/null || true")
+    assert "image: \"sha256:" in host_ssh("backup-1", "cat /opt/sqlserver-backup/compose.yml"), "--limit left backup-1 alone"
+
+
+def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
+    # backup-3's Docker is down and cannot start; backup-2 is unreachable.
+    host_ssh("backup-3", "echo '{not json' > /etc/docker/daemon.json && service docker stop >/dev/null 2>&1; true")
+    docker.from_env().containers.get("sqlserver-backup-fleet-backup-2").pause()
+    try:
+        result = playbook("deploy.yml", "-e", "backup_stack_timezone=UTC")
+    finally:
+        docker.from_env().containers.get("sqlserver-backup-fleet-backup-2").unpause()
+        host_ssh("backup-3", "rm -f /etc/docker/daemon.json")
+    assert result.returncode != 0
+    counts = recap(result.stdout)
+    assert counts["backup-1"]["failed"] == 0 and counts["backup-1"]["unreachable"] == 0
+    assert counts["backup-2"]["unreachable"] == 1
+    assert counts["backup-3"]["failed"] == 1
+    report = result.stdout[result.stdout.index("TASK [Report each backup host]") :]
+    assert "backup-1: deployed" in report
+    assert re.search(r"backup-2: NOT DEPLOYED: unreachable", report)
+    assert re.search(r"backup-3: FAILED: .*Docker Engine .*down", report, re.S), report
+    # Once the hosts are back, a re-run converges.
+    again = playbook("deploy.yml")
+    assert again.returncode == 0, again.stdout[-3000:]
+
+
+def test_serial_deploys_one_host_at_a_time() -> None:
+    result = playbook("deploy.yml", "-e", "deploy_serial=1")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("PLAY [Ship the image and start the stack on each backup host]") == 3
+
+
+def test_a_removed_host_is_decommissioned_and_its_backups_kept(host_ssh, root_minio: Minio) -> None:
+    before = [o.object_name for o in root_minio.list_objects(BUCKET, prefix="fleet/backup-3/", recursive=True)]
+    assert before
+    generated = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    connection = generated["all"]["hosts"]["backup-3"]
+    with tempfile.TemporaryDirectory() as directory:
+        inventory = Path(directory)
+        (inventory / "hosts.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "all": {"hosts": {"backup-3": connection}},
+                    "backup_hosts": {"hosts": {"backup-1": None, "backup-2": None}},
+                }
+            )
+        )
+        for link in ("group_vars", "host_vars"):
+            (inventory / link).symlink_to(SCENARIO / "inventory" / link)
+        refused = playbook("decommission.yml", "-e", "decommission_hosts=backup-1")
+        assert refused.returncode != 0 and "remove them from backup_hosts first" in refused.stdout
+        result = playbook("decommission.yml", "-e", "decommission_hosts=backup-3", inventory=inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host_ssh("backup-3", f"docker ps -a --filter name={CONTAINER} --format '{{{{.Names}}}}'") == ""
+    assert host_ssh("backup-3", "test -e /opt/sqlserver-backup/config/.env && echo present || echo gone") == "gone"
+    after = [o.object_name for o in root_minio.list_objects(BUCKET, prefix="fleet/backup-3/", recursive=True)]
+    assert sorted(after) == sorted(before)
+
+
+def test_no_secret_in_any_output() -> None:
+    secrets = vault_vars(SCENARIO / "inventory" / "group_vars" / "all" / "vault.yml")
+    values = [v for k, v in secrets.items() if "password" in k]
+    for name in HOSTS:
+        values.append(vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml")["vault_minio_backup_secret_key"])
+    for output in OUTPUTS:
+        for value in values:
+            assert value not in output
+
+
+@pytest.fixture(scope="module")
+def host_ssh():
+    generated = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())["all"]["hosts"]
+
+    def run(name: str, command: str) -> str:
+        settings = generated[name]
+        return subprocess.run(
+            [
+                "ssh",
+                "-i",
+                settings["ansible_private_key_file"],
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                f"root@{settings['ansible_host']}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    return run
