@@ -5,6 +5,7 @@ prefix; then, once, shipping by registry with --limit, failure reports,
 serial runs, isolation of the hosts' keys, restores per host and
 decommissioning."""
 
+import io
 import json
 import os
 import re
@@ -62,7 +63,10 @@ def playbook(name: str, *arguments: str, inventory: Path = INVENTORY) -> subproc
 
 def recap(output: str) -> dict[str, dict[str, int]]:
     found = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
-    return {host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)} for host, ok, ch, un, fa in found}
+    return {
+        host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
+        for host, ok, ch, un, fa in found
+    }
 
 
 def vault_vars(path: Path) -> dict:
@@ -102,13 +106,16 @@ def backup_container(host) -> dict:
 def test_the_binaries_and_the_symlink(host) -> None:
     assert "170." in host.check_output(f"docker exec {CONTAINER} sqlpackage /Version")
     assert "3.1.1" in host.check_output(f"docker exec {CONTAINER} gobackup -v")
-    assert host.check_output(f"docker exec {CONTAINER} readlink /usr/local/bin/sqlpackage") == "../sqlpackage/sqlpackage"
+    assert (
+        host.check_output(f"docker exec {CONTAINER} readlink /usr/local/bin/sqlpackage") == "../sqlpackage/sqlpackage"
+    )
 
 
 def test_the_rendered_configuration_is_the_hosts_own(host) -> None:
     name = host.backend.get_hostname()
     config = host.file("/opt/sqlserver-backup/config/gobackup.yml")
-    assert config.exists and config.mode == 0o640
+    assert config.exists
+    assert config.mode == 0o640
     models = yaml.safe_load(config.content_string)["models"]
     assert sorted(models) == sorted(MODELS[name])
     for model in models.values():
@@ -123,7 +130,7 @@ def test_a_healthy_non_root_container_runs_the_built_image_by_digest(host, built
     assert container["State"]["Health"]["Status"] == "healthy"
     assert container["Config"]["User"] == "10001:10001"
     assert container["Image"] == built_image_id, "the host runs exactly the image built on the controller"
-    assert container["Config"]["Image"] in (built_image_id, *[]) or "@sha256:" in container["Config"]["Image"]
+    assert container["Config"]["Image"] == built_image_id or "@sha256:" in container["Config"]["Image"]
     compose = host.file("/opt/sqlserver-backup/compose.yml").content_string
     assert re.search(r"image: \"(sha256:[0-9a-f]{64}|[^\"]+@sha256:[0-9a-f]{64})\"", compose)
 
@@ -132,7 +139,9 @@ def test_a_backup_lands_under_the_hosts_prefix(host, root_minio: Minio) -> None:
     name = host.backend.get_hostname()
     model = MODELS[name][0]
     host.check_output(f"docker exec {CONTAINER} gobackup perform -m {model}")
-    keys = [item.object_name for item in root_minio.list_objects(BUCKET, prefix=f"fleet/{name}/{model}/", recursive=True)]
+    keys = [
+        item.object_name for item in root_minio.list_objects(BUCKET, prefix=f"fleet/{name}/{model}/", recursive=True)
+    ]
     assert any(key.endswith(".tar") or ".tar." in key for key in keys), keys
 
 
@@ -140,10 +149,7 @@ def test_a_backup_lands_under_the_hosts_prefix(host, root_minio: Minio) -> None:
 
 
 def test_each_hosts_key_reaches_only_its_own_prefix() -> None:
-    keys = {
-        name: vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml")
-        for name in HOSTS
-    }
+    keys = {name: vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml") for name in HOSTS}
     for name, secrets in keys.items():
         client = minio_as(secrets["vault_minio_backup_access_key"], secrets["vault_minio_backup_secret_key"])
         assert list(client.list_objects(BUCKET, prefix=f"fleet/{name}/", recursive=True)), name
@@ -154,11 +160,21 @@ def test_each_hosts_key_reaches_only_its_own_prefix() -> None:
                 list(client.list_objects(BUCKET, prefix=f"fleet/{other}/", recursive=True))
             assert denied.value.code == "AccessDenied", (name, other)
             with pytest.raises(S3Error):
-                client.put_object(BUCKET, f"fleet/{other}/intruder", __import__("io").BytesIO(b"x"), 1)
+                client.put_object(BUCKET, f"fleet/{other}/intruder", io.BytesIO(b"x"), 1)
 
 
 def test_restore_and_drill_one_host_with_limit() -> None:
-    result = playbook("restore.yml", "--limit", "backup-2", "-e", "restore_model=inventory", "-e", "restore_target_database=InventoryRestored", "-e", "restore_replace=true")
+    result = playbook(
+        "restore.yml",
+        "--limit",
+        "backup-2",
+        "-e",
+        "restore_model=inventory",
+        "-e",
+        "restore_target_database=InventoryRestored",
+        "-e",
+        "restore_replace=true",
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert set(recap(result.stdout)) == {"backup-2"}
     drill = playbook("restore.yml", "--limit", "backup-3", "-e", "restore_drill=true")
@@ -185,7 +201,9 @@ def test_shipping_by_registry_to_one_host(host_ssh) -> None:
     assert "Up" in host_ssh("backup-2", f"docker ps --filter name={CONTAINER} --format '{{{{.Status}}}}'")
     # No registry credential stays on the host after the pull.
     assert GROUP_VARS["fleet_gateway"] not in host_ssh("backup-2", "cat /root/.docker/config.json 2>/dev/null || true")
-    assert "image: \"sha256:" in host_ssh("backup-1", "cat /opt/sqlserver-backup/compose.yml"), "--limit left backup-1 alone"
+    assert 'image: "sha256:' in host_ssh("backup-1", "cat /opt/sqlserver-backup/compose.yml"), (
+        "--limit left backup-1 alone"
+    )
 
 
 def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
@@ -199,7 +217,8 @@ def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
         host_ssh("backup-3", "rm -f /etc/docker/daemon.json")
     assert result.returncode != 0
     counts = recap(result.stdout)
-    assert counts["backup-1"]["failed"] == 0 and counts["backup-1"]["unreachable"] == 0
+    assert counts["backup-1"]["failed"] == 0
+    assert counts["backup-1"]["unreachable"] == 0
     assert counts["backup-2"]["unreachable"] == 1
     assert counts["backup-3"]["failed"] == 1
     report = result.stdout[result.stdout.index("TASK [Report each backup host]") :]
@@ -235,7 +254,8 @@ def test_a_removed_host_is_decommissioned_and_its_backups_kept(host_ssh, root_mi
         for link in ("group_vars", "host_vars"):
             (inventory / link).symlink_to(SCENARIO / "inventory" / link)
         refused = playbook("decommission.yml", "-e", "decommission_hosts=backup-1")
-        assert refused.returncode != 0 and "remove them from backup_hosts first" in refused.stdout
+        assert refused.returncode != 0
+        assert "remove them from backup_hosts first" in refused.stdout
         result = playbook("decommission.yml", "-e", "decommission_hosts=backup-3", inventory=inventory)
     assert result.returncode == 0, result.stdout[-3000:]
     assert host_ssh("backup-3", f"docker ps -a --filter name={CONTAINER} --format '{{{{.Names}}}}'") == ""
@@ -248,7 +268,9 @@ def test_no_secret_in_any_output() -> None:
     secrets = vault_vars(SCENARIO / "inventory" / "group_vars" / "all" / "vault.yml")
     values = [v for k, v in secrets.items() if "password" in k]
     for name in HOSTS:
-        values.append(vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml")["vault_minio_backup_secret_key"])
+        values.append(
+            vault_vars(SCENARIO / "inventory" / "host_vars" / name / "vault.yml")["vault_minio_backup_secret_key"]
+        )
     for output in OUTPUTS:
         for value in values:
             assert value not in output
