@@ -30,6 +30,8 @@ GROUP_VARS = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "all" / "va
 BUCKET = "sqlserver-backups-fleet"
 MODELS = {"backup-1": ["sales"], "backup-2": ["inventory"], "backup-3": ["sales", "inventory"]}
 OUTPUTS: list[str] = []
+# Per-host tests run on the backup hosts only (the registry host is the controller).
+testinfra_hosts = ["ansible://backup_hosts"]
 
 
 def playbook(name: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess[str]:
