@@ -15,7 +15,9 @@ import pytest
 import yaml
 from conftest import REPO, REQUIRED_ENV, TEST_VARS, ansible_playbook
 
-IMAGE = "sqlserver-backup:1.0.0"
+# A tag of this module's own: removed first, so build.yml really builds it
+# (an image whose inputs are unchanged is not built again).
+IMAGE = "sqlserver-backup:test-image"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,8 @@ def build_dir(tmp_path_factory) -> Path:
     prepared = ansible_playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
     assert prepared.returncode == 0, prepared.stdout
     directory = tmp_path_factory.mktemp("build")
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker.from_env().images.remove(IMAGE)
     built = ansible_playbook(
         "-i",
         str(REPO / "inventories" / "dev"),
@@ -30,6 +34,8 @@ def build_dir(tmp_path_factory) -> Path:
         f"@{TEST_VARS}",
         "-e",
         f"backup_image_build_dir={directory}",
+        "-e",
+        f"backup_image_tag={IMAGE.split(':')[1]}",
         str(REPO / "playbooks" / "build.yml"),
     )
     assert built.returncode == 0, built.stdout
