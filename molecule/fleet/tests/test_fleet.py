@@ -117,7 +117,8 @@ def test_the_rendered_configuration_is_the_hosts_own(host) -> None:
     name = host.backend.get_hostname()
     config = host.file("/opt/sqlserver-backup/config/gobackup.yml")
     assert config.exists
-    assert config.mode == 0o640
+    assert config.mode == 0o600
+    assert config.uid == 10001, "readable by the container's user only"
     models = yaml.safe_load(config.content_string)["models"]
     assert sorted(models) == sorted(MODELS[name])
     for model in models.values():
