@@ -1,15 +1,17 @@
 """The benchmark behind `./bench/run`: builds the backup image cold through
 playbooks/build.yml, then measures, on this machine's Docker engine, what the
 image is made of, how the compress types compare on a .bacpac, and what the
-backup pipeline after the export costs next to the disk's own speed. Prints
-one table: figure | measured | target | verdict.
+backup pipeline after the export costs next to the disk's own speed, and how long
+playbooks/deploy.yml takes on 1 and 3 test hosts (tests/fleet/hosts.yml).
+Prints one table: figure | measured | target | verdict.
 
 Like the tests, it builds from the stand-ins (tests/offline-vars.yml) unless
 SQLSERVER_BACKUP_TEST_VARS names another vars file (tests/upstream-vars.yml
 for the real tools). BENCH_GIB sets the size of the .bacpac (default 1);
 BENCH_IMAGE=<image> measures that image instead of building one.
 Everything it starts (containers, network, volume, images, temp files) is
-named sqlserver-backup-bench-<run id> and removed at the end, also on Ctrl-C.
+named sqlserver-backup-bench-<run id> (the deploy's test hosts
+sqlserver-backup-benchfleet-<run id>) and removed at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ SQLPACKAGE_RUNTIME = re.compile(
     r"|libcom-err2|libunwind\d*|zlib1g|libstdc\+\+6|libgcc-s1)$"
 )
 REST_TARGET_MB = 60
+# Section 5: the deploy's test hosts, each a container with its own sshd and
+# Docker engine, on a subnet of their own; MinIO beside them.
+FLEET_PREFIX = f"{PREFIX}fleet"
+FLEET_SUBNET = "10.213.79.0/24"
+FLEET_MINIO_ADDRESS = "10.213.79.5"
+FLEET_SIZES = (1, 3)
+NOOP_TARGET_SECONDS = 10
+FIRST_RUN_RATIO = 2.0
+NOOP_RATIO = 1.5
+# Once a year, so that no backup starts while the benchmark runs; the second
+# is the config-only change.
+SCHEDULES = ("0 3 1 1 *", "30 3 1 1 *")
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
 
 
 def log(message: str) -> None:
@@ -100,8 +115,13 @@ def quietly(*command: str) -> None:
     subprocess.run(command, capture_output=True, check=False)
 
 
-def ansible_playbook(*arguments: str) -> str:
-    environment = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+def ansible_playbook(*arguments: str, environment: dict[str, str] | None = None) -> str:
+    environment = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        **(environment or {}),
+    }
     command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), *arguments]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, check=False)
     if result.returncode != 0:
@@ -129,6 +149,11 @@ class Bench:
         if self.size <= 0:
             raise SystemExit("BENCH_GIB must be a positive number of GiB")
         self.image = f"{PREFIX}/backup:{self.id}"
+        # What playbooks/build.yml built as self.image, from which base: the
+        # deploys must ask for the same image, or they would build again.
+        self.built_image = self.image
+        self.built_base = ""
+        self.fleet_network = f"{FLEET_PREFIX}-{self.id}"
         self.volume = f"{self.name}-work"
         self.minio_storage = ""
 
@@ -215,20 +240,25 @@ class Bench:
             stdin=f"FROM {self.base}\n", quiet=True,
         )  # fmt: skip
         self.on_exit(self.remove_image_tree, self.docker.images.get(cold_base).id)
-        name, tag = self.image.split(":")
         log(f"cold build of {self.image} through playbooks/build.yml")
         started = time.monotonic()
+        self.build(cold_base, overrides)
+        return time.monotonic() - started
+
+    def build(self, base: str, overrides: Path) -> None:
+        """Builds self.built_image from `base` through playbooks/build.yml,
+        shipped `local` (no image archive is written)."""
+        name, tag = self.built_image.split(":")
         output = ansible_playbook(
             "-i", str(REPO / "inventories" / "dev"), "-e", f"@{TEST_VARS}", "-e", f"@{overrides}",
-            "-e", "backup_build_base_image=false", "-e", f"backup_image_base={cold_base}",
+            "-e", "backup_build_base_image=false", "-e", f"backup_image_base={base}",
             "-e", "backup_image_ship_method=local",
             "-e", f"backup_image_name={name}", "-e", f"backup_image_tag={tag}",
             "-e", f"backup_image_build_dir={self.tmp / 'build'}", str(REPO / "playbooks" / "build.yml"),
         )  # fmt: skip
-        seconds = time.monotonic() - started
-        if f"{self.image}: " not in output:
-            raise RuntimeError(f"playbooks/build.yml did not report {self.image}:\n{output}")
-        return seconds
+        if f"{self.built_image}: " not in output:
+            raise RuntimeError(f"playbooks/build.yml did not report {self.built_image}:\n{output}")
+        self.built_base = base
 
     # --- inside the backup image ------------------------------------------------------
 
@@ -460,17 +490,294 @@ class Bench:
             ),
         ]
 
-    # --- section 5: filled in by the fleet work ------------------------------------------
+    # --- section 5: deploy to test hosts ------------------------------------------------
 
-    def deploy_rows(self) -> list[Row]:
-        """HOOK: Deploy to 1 host and to 3 hosts, first run and no-op re-run;
-        re-deploy after a config-only change. To be measured against the
-        fleet hosts (being built elsewhere); until then the rows say so."""
+    def fleet_hosts(self, count: int) -> list[dict[str, str]]:
+        network = FLEET_SUBNET.rsplit(".", 1)[0]
         return [
-            Row(f"5. Deploy to {hosts}, {what}", "not measured", "-", "-")
-            for hosts in ("1 host", "3 hosts")
-            for what in ("first run", "no-op re-run", "re-deploy after a config-only change")
+            {"name": f"backup-{n}", "address": f"{network}.{10 + n}", "kind": "docker"} for n in range(1, count + 1)
         ]
+
+    def fleet(self, count: int, state: str) -> None:
+        """Starts (present) or removes (absent) `count` test hosts with
+        tests/fleet/hosts.yml; kind docker: a deploy finds Docker installed."""
+        settings = self.tmp / f"fleet-{count}.yml"
+        settings.write_text(
+            yaml.safe_dump(
+                {
+                    "fleet_dir": str(self.tmp / "fleet"),
+                    "fleet_network": self.fleet_network,
+                    "fleet_subnet": FLEET_SUBNET,
+                    "fleet_hosts": self.fleet_hosts(count),
+                }
+            )
+        )
+        ansible_playbook(
+            str(REPO / "tests" / "fleet" / "hosts.yml"), "-e", f"@{settings}", "-e", f"fleet_state={state}"
+        )
+        if state == "present":
+            for host in self.fleet_hosts(count):
+                self.wait_for_engine(f"{self.fleet_network}-{host['name']}")
+
+    def wait_for_engine(self, container: str) -> None:
+        """A real host's Docker engine runs before the deploy; a test host
+        starts its own with sshd, and the deploy must not be timed waiting for it."""
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            ["docker", "exec", container, "docker", "info"], capture_output=True, check=False
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Docker engine of {container} did not start")
+            time.sleep(0.5)
+
+    def start_fleet_minio(self, minio_image: str) -> None:
+        """MinIO on the test hosts' network: the backup container's start-up
+        check reaches it, as it reaches MinIO in production."""
+        container = f"{self.fleet_network}-minio"
+        self.on_exit(quietly, "docker", "rm", "-f", "-v", container)
+        environment = self.tmp / "fleet-minio.env"
+        environment.touch(mode=0o600)
+        environment.write_text(f"MINIO_ROOT_USER=bench-root\nMINIO_ROOT_PASSWORD={secrets.token_hex(20)}\n")
+        run(
+            "docker", "run", "-d", "--name", container, "--network", self.fleet_network, "--ip", FLEET_MINIO_ADDRESS,
+            "--env-file", str(environment), minio_image, quiet=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{FLEET_MINIO_ADDRESS}:9000/minio/health/live", timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("MinIO on the test hosts' network did not start") from None
+                time.sleep(0.5)
+
+    def deploy_inventory(self, count: int, schedule: str, settings: dict[str, Any]) -> Path:
+        """An inventory shaped like molecule/fleet's: the hosts reached over
+        SSH with the fleet's key, their settings in group_vars (mode 0600:
+        it holds the run's throwaway secrets)."""
+        directory = self.tmp / f"inventory-{count}"
+        (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+        fleet_dir = self.tmp / "fleet"
+        hosts = {host["name"]: {"ansible_host": host["address"]} for host in self.fleet_hosts(count)}
+        connection = {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(fleet_dir / "id_ed25519"),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={fleet_dir / 'known_hosts'}"
+            " -o StrictHostKeyChecking=accept-new",
+        }
+        (directory / "hosts.yml").write_text(yaml.safe_dump({"backup_hosts": {"hosts": hosts, "vars": connection}}))
+        group_vars = directory / "group_vars" / "backup_hosts.yml"
+        group_vars.touch(mode=0o600)
+        group_vars.write_text(yaml.safe_dump({**settings, "backup_config_schedule": schedule}))
+        return directory / "hosts.yml"
+
+    def deploy(self, count: int, schedule: str, settings: dict[str, Any], arguments: list[str]) -> Deploy:
+        """Runs playbooks/deploy.yml on `count` test hosts; stops unless every
+        host reports itself deployed."""
+        inventory = self.deploy_inventory(count, schedule, settings)
+        environment = {
+            "ANSIBLE_PIPELINING": "true",
+            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+            # Per set of hosts: a recreated host must not meet the SSH master
+            # connection of the one it replaces (same address).
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.tmp / f"ssh-{count}"),
+        }
+        started = time.monotonic()
+        output = ansible_playbook(
+            "-i", str(inventory), *arguments, "-e", f"backup_image_archive_dir={self.tmp / f'images-{count}'}",
+            str(REPO / "playbooks" / "deploy.yml"), environment=environment,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        keys = ("ok", "changed", "unreachable", "failed", "skipped")
+        recap = {found[0]: dict(zip(keys, map(int, found[1:]), strict=True)) for found in RECAP.findall(output)}
+        names = [host["name"] for host in self.fleet_hosts(count)]
+        for name in names:
+            counts = recap.get(name, {})
+            if counts.get("failed", 1) or counts.get("unreachable", 1) or f"{name}: deployed " not in output:
+                raise RuntimeError(f"playbooks/deploy.yml did not deploy {name}:\n{output}")
+        states = {name: self.backup_container(name) for name in names}
+        unhealthy = {name: state for name, state in states.items() if state[1] != "healthy"}
+        if unhealthy:
+            raise RuntimeError(f"the backup container is not healthy: {unhealthy}")
+        return Deploy(self.built_image, seconds, output, {name: recap[name] for name in names}, states)
+
+    def backup_container(self, host: str) -> tuple[str, str]:
+        """When the backup container on a test host started, and its health."""
+        container = f"{role_defaults('backup_stack')['backup_stack_project']}-backup-1"
+        state = run(
+            "docker", "exec", f"{self.fleet_network}-{host}", "docker", "inspect", "--format",
+            "{{.State.StartedAt}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", container, quiet=True,
+        )  # fmt: skip
+        started, _, health = state.strip().partition(" ")
+        return started, health
+
+    def deploy_rows(self, overrides: Path, minio_image: str) -> tuple[list[Row], list[str]]:
+        """Deploys the image built above with playbooks/deploy.yml to 1, then
+        to 3 fresh test hosts, each time once more with nothing to change,
+        and last with a config-only change."""
+        if not self.built_base:
+            # BENCH_IMAGE names an image no deploy of this run built: build the
+            # run's own (from the layer cache when the base has been built on).
+            log(f"building {self.built_image} for the deploys (BENCH_IMAGE is not a deploy's own build)")
+            self.on_exit(quietly, "docker", "rmi", self.built_image)
+            self.build(self.base, overrides)
+        name, tag = self.built_image.split(":")
+        image_vars = self.tmp / "deploy-image.yml"
+        image_vars.write_text(
+            yaml.safe_dump(
+                {
+                    # The inputs of the build above, so the deploys find the image current.
+                    "backup_build_base_image": False,
+                    "backup_image_base": self.built_base,
+                    "backup_image_name": name,
+                    "backup_image_tag": tag,
+                    "backup_image_build_dir": str(self.tmp / "build"),
+                    "backup_image_build_host": "localhost",
+                    "backup_image_ship_method": "archive",
+                }
+            )
+        )
+        arguments = ["-e", f"@{TEST_VARS}", "-e", f"@{overrides}", "-e", f"@{image_vars}"]
+        # No SQL Server: a deploy exports nothing. Its address is MinIO's,
+        # whose port 1433 refuses at once, so the container's start-up check
+        # does not wait out its timeout. The secrets are this run's only.
+        settings = {
+            "backup_config_databases": [
+                {
+                    "name": MODEL,
+                    "database": DATABASE,
+                    "host": FLEET_MINIO_ADDRESS,
+                    "password": secrets.token_hex(16),
+                    "trust_server_certificate": True,
+                }
+            ],
+            "backup_config_minio_endpoint": f"http://{FLEET_MINIO_ADDRESS}:9000",
+            "backup_config_minio_bucket": "bench",
+            "backup_config_minio_access_key": f"bench-{secrets.token_hex(4)}",
+            "backup_config_minio_secret_key": secrets.token_hex(20),
+        }
+        # Removed last to first: MinIO, the hosts, then the network the
+        # fleet's playbook leaves.
+        self.on_exit(quietly, "docker", "network", "rm", self.fleet_network)
+        self.on_exit(self.fleet, max(FLEET_SIZES), "absent")
+        first: dict[int, Deploy] = {}
+        again: dict[int, Deploy] = {}
+        for count in FLEET_SIZES:
+            hosts = f"{count} host{'s' if count > 1 else ''}"
+            log(f"starting {hosts} with Docker (tests/fleet/hosts.yml)")
+            self.fleet(count, "present")
+            if not first:
+                self.start_fleet_minio(minio_image)
+            log(f"deploy to {hosts}: first run, then no-op re-run")
+            first[count] = self.deploy(count, SCHEDULES[0], settings, arguments)
+            again[count] = self.deploy(count, SCHEDULES[0], settings, arguments)
+            if count != max(FLEET_SIZES):
+                self.fleet(count, "absent")
+        count = max(FLEET_SIZES)
+        log(f"re-deploy to {count} hosts after a config-only change (backup_config_schedule)")
+        changed = self.deploy(count, SCHEDULES[1], settings, arguments)
+        one, many = min(FLEET_SIZES), max(FLEET_SIZES)
+        hosts_one = "1 host (backup-1)"
+        no_op = again[one]
+        counts = no_op.recap["backup-1"]
+        rows = [
+            Row(f"5. Deploy to {hosts_one}, first run", f"{first[one].seconds:.1f} s{first[one].rebuilt()}"),
+            Row(
+                f"5. Deploy to {hosts_one}, no-op re-run",
+                f"{no_op.seconds:.1f} s (ok={counts['ok']} changed={counts['changed']} skipped={counts['skipped']})",
+                f"<= {NOOP_TARGET_SECONDS} s, changed=0",
+                verdict(no_op.seconds <= NOOP_TARGET_SECONDS and no_op.changed() == 0),
+            ),
+            Row(
+                f"5. Deploy to {many} hosts, first run",
+                f"{first[many].seconds:.1f} s (x{first[many].seconds / first[one].seconds:.2f} of 1 host)"
+                f"{first[many].rebuilt()}",
+                f"<= {FIRST_RUN_RATIO:g}x 1 host ({FIRST_RUN_RATIO * first[one].seconds:.1f} s)",
+                verdict(first[many].seconds <= FIRST_RUN_RATIO * first[one].seconds),
+            ),
+            Row(
+                f"5. Deploy to {many} hosts, no-op re-run",
+                f"{again[many].seconds:.1f} s (x{again[many].seconds / no_op.seconds:.2f} of 1 host,"
+                f" changed={again[many].changed()})",
+                f"<= {NOOP_RATIO:g}x 1 host ({NOOP_RATIO * no_op.seconds:.1f} s), changed=0",
+                verdict(again[many].seconds <= NOOP_RATIO * no_op.seconds and again[many].changed() == 0),
+            ),
+            self.config_change_row(changed, again[many]),
+        ]
+        notes = [
+            f"Section 5 deploys with playbooks/deploy.yml over SSH to test hosts that are containers on this"
+            f" machine (tests/fleet/hosts.yml: own sshd and Docker engine), sharing its {os.cpu_count()} CPUs and"
+            f" disk: {many} hosts copy and load the image archive at the same time. Each first run starts on fresh"
+            " hosts and with no image archive (the docker save is in it); the image is this run's own build, so"
+            " the deploys find it current and build nothing. A no-op re-run follows its first run within seconds,"
+            " so it reuses the SSH connections (ControlPersist). A (re)started backup container reports healthy at"
+            " its first health check, 10 s after its start, and the deploy waits for that.",
+        ]
+        return rows, notes
+
+    def config_change_row(self, changed: Deploy, before: Deploy) -> Row:
+        """The re-deploy after a config-only change: no image build, and every
+        host's backup container restarted by the config's handler."""
+        build = changed.build_results()
+        restart = changed.task_results("backup_config : Restart backup container")
+        hosts = sorted(changed.recap)
+        restarted = [
+            host
+            for host in hosts
+            if f"changed: [{host}]" in restart and changed.containers[host][0] != before.containers[host][0]
+        ]
+        build_skipped = bool(build) and all(line.startswith("skipping:") for line in build)
+        found = [
+            "image build skipped" if build_skipped else f"image build: {build or 'task not in the output'}",
+            f"backup container restarted on {len(restarted)}/{len(hosts)} hosts",
+        ]
+        return Row(
+            f"5. Re-deploy to {len(hosts)} hosts after a config-only change (backup_config_schedule)",
+            f"{changed.seconds:.1f} s ({', '.join(found)}; changed={changed.changed()})",
+            "no image build, the backup container restarted",
+            verdict(build_skipped and len(restarted) == len(hosts)),
+        )
+
+
+@dataclass
+class Deploy:
+    """One run of playbooks/deploy.yml: its wall clock, output, per-host
+    recap and each host's backup container (started at, health) after it."""
+
+    image: str
+    seconds: float
+    output: str
+    recap: dict[str, dict[str, int]]
+    containers: dict[str, tuple[str, str]]
+
+    def changed(self) -> int:
+        return sum(counts["changed"] for counts in self.recap.values())
+
+    def task_results(self, header: str) -> list[str]:
+        """The result lines (ok: / changed: / skipping: ...) of the task or
+        handler named `header` (role : name)."""
+        results: list[str] = []
+        inside = False
+        for line in self.output.splitlines():
+            if line.startswith(("TASK [", "RUNNING HANDLER [", "PLAY [", "PLAY RECAP")):
+                inside = line.startswith((f"TASK [{header}]", f"RUNNING HANDLER [{header}]"))
+            elif inside and re.match(r"^(ok|changed|skipping|failed|fatal): \[", line):
+                results.append(line.strip())
+        return results
+
+    def build_results(self) -> list[str]:
+        return self.task_results(f"backup_image : Build {self.image}")
+
+    def rebuilt(self) -> str:
+        """A warning for the table when this deploy built the image again
+        instead of shipping the one built before it."""
+        built = any(not line.startswith("skipping:") for line in self.build_results())
+        return " (built the image again: not comparable)" if built else ""
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
 
 
 WINNER_RULE = "smallest (1 % = equal), then fastest (10 % = equal), then least CPU"
@@ -525,12 +832,15 @@ def terminated_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def leftovers(name: str) -> list[str]:
+def leftovers(*names: str) -> list[str]:
     """What of this run is still on the Docker engine after the clean-up."""
     found = []
-    for kind in ("container", "volume", "network"):
-        listed = run("docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", f"name={name}")
-        found += [f"{kind} {item}" for item in listed.split()]
+    for name in names:
+        for kind in ("container", "volume", "network"):
+            listed = run(
+                "docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", f"name={name}"
+            )
+            found += [f"{kind} {item}" for item in listed.split()]
     return found
 
 
@@ -549,7 +859,7 @@ def main() -> int:
     succeeded = True
     with terminated_cleanly(), contextlib.ExitStack() as stack:
         bench = Bench(stack)
-        stack.callback(lambda: [log(f"left behind: {item}") for item in leftovers(bench.name)])
+        stack.callback(lambda: [log(f"left behind: {item}") for item in leftovers(bench.name, bench.fleet_network)])
         log(f"run {bench.id}: {gibibytes(bench.size)} bacpac, vars {TEST_VARS.relative_to(REPO)}")
         overrides = bench.standin_overrides()
         minio_image = bench.prepare_images(overrides)
@@ -577,7 +887,13 @@ def main() -> int:
         log("archiving it with GoBackup's tar command per compress type, 3 rounds")
         succeeded &= measured(rows, "3. Archive", bench.archive_rows)
         succeeded &= measured(rows, "4. Pipeline after the export", lambda: bench.pipeline_rows(minio_image))
-        rows += bench.deploy_rows()
+
+        def deploys() -> list[Row]:
+            deploy_rows, deploy_notes = bench.deploy_rows(overrides, minio_image)
+            notes.extend(deploy_notes)
+            return deploy_rows
+
+        succeeded &= measured(rows, "5. Deploy", deploys)
         if bench.minio_storage:
             notes.append(f"MinIO ran beside the backup container with its data on {bench.minio_storage}.")
         notes.append(
