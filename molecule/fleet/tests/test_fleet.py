@@ -100,7 +100,7 @@ def root_minio() -> Minio:
 
 @pytest.fixture(scope="module")
 def built_image_id() -> str:
-    return docker.from_env().images.get("sqlserver-backup:1.0.0").id
+    return docker.from_env().images.get("sqlserver-backup:fleet").id
 
 
 def backup_container(host) -> dict:
