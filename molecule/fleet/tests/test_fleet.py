@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 import yaml
 from minio import Minio
 from minio.error import S3Error
@@ -212,6 +213,43 @@ def test_shipping_by_registry_to_one_host(host_ssh) -> None:
     assert 'image: "sha256:' in host_ssh("backup-1", "cat /opt/sqlserver-backup/compose.yml"), (
         "--limit left backup-1 alone"
     )
+
+
+def registry_holds(image: str) -> bool:
+    """Whether the fleet's registry serves the manifest <registry>/<name>@<digest> names."""
+    repository, digest = image.split("@")
+    name = repository.split("/", 1)[1]
+    secrets = vault_vars(SCENARIO / "inventory" / "group_vars" / "all" / "vault.yml")
+    answer = requests.head(
+        f"https://{GROUP_VARS['fleet_gateway']}:5443/v2/{name}/manifests/{digest}",
+        auth=("fleet-ship", secrets["vault_registry_password"]),
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        verify=f"{GROUP_VARS['fleet_dir']}/tls/ca.crt",
+        timeout=30,
+    )
+    return answer.status_code == 200
+
+
+def compose_image(host_ssh, name: str) -> str:
+    return re.search(r'image: "([^"]+)"', host_ssh(name, "cat /opt/sqlserver-backup/compose.yml")).group(1)
+
+
+def test_a_registry_rebuilt_empty_is_pushed_to_again(host_ssh) -> None:
+    # The controller's engine still remembers the earlier push (RepoDigests);
+    # only the registry can say what it holds.
+    assert registry_holds(compose_image(host_ssh, "backup-2"))
+    client = docker.from_env()
+    client.containers.get(f"{GROUP_VARS['fleet_network']}-registry").remove(force=True)
+    client.volumes.get(f"{GROUP_VARS['fleet_network']}-registry-data").remove()
+    registry = playbook("registry.yml")
+    assert registry.returncode == 0, registry.stdout[-3000:]
+    assert not registry_holds(compose_image(host_ssh, "backup-2"))
+    result = playbook("deploy.yml", "--limit", "backup-2", "-e", "backup_image_ship_method=registry")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert registry_holds(compose_image(host_ssh, "backup-2"))
+    again = playbook("deploy.yml", "--limit", "backup-2", "-e", "backup_image_ship_method=registry")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert all(counts["changed"] == 0 for counts in recap(again.stdout).values()), again.stdout[-3000:]
 
 
 def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
