@@ -4,6 +4,7 @@
   backup-restore --model sales --list
   backup-restore --model sales [--archive 2026.11.23.02.00.00.tar] [--target-database Sales_copy] [--replace]
   backup-restore --model sales --drill
+  backup-verify [--model sales ...] [--all]
 
 Reads the model's storage and database from the active GoBackup configuration
 and where to import from restore.yml beside it (or RESTORE_MSSQL_HOST, _PORT,
@@ -14,6 +15,13 @@ new database (<database>_restored_<archive time> unless named). An existing
 target database is replaced only with --replace. --drill restores into a
 scratch database, counts the rows of every table of the package, drops the
 scratch database and prints one PASS or FAIL line. Exit status 0 on success.
+backup-verify (this program under that name) downloads the latest archive of
+each model (--all: every kept one), checks the tar, the CRC of every entry of
+the .bacpac and its model (model.xml parses and matches the SHA-256 Origin.xml
+recorded at export, as sqlpackage checks on import), and prints OK or CORRUPT
+per archive with its key, then VERIFY PASS or VERIFY FAIL. Exit status 0 when
+all are OK, 1 when one is corrupt or a model has none, 2 when it could not
+check (MinIO unreachable, bad configuration).
 Secrets are read from the configuration's .env or *_FILE variables; the SQL
 password reaches sqlcmd through SQLCMDPASSWORD, never its command line.
 """
@@ -32,6 +40,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +59,10 @@ QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
 
 class RestoreError(Exception):
     """A reason to stop, printed as one line."""
+
+
+class CorruptArchive(RestoreError):
+    """The archive itself is damaged: its tar, its package or its model."""
 
 
 @dataclass
@@ -119,9 +132,11 @@ class S3Storage:
                 return sorted(names)
             token = match.group(1)
 
+    def key(self, name: str) -> str:
+        return "/".join(part for part in (self.path.strip("/"), name) if part)
+
     def download(self, name: str, target: Path) -> None:
-        key = "/".join(part for part in (self.path.strip("/"), name) if part)
-        response = self._request(key, {})
+        response = self._request(self.key(name), {})
         with target.open("wb") as file:
             shutil.copyfileobj(response, file, length=1 << 20)
 
@@ -254,11 +269,43 @@ def unpack(archive: Path, into: Path, model: str) -> Path:
     into.mkdir()
     result = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RestoreError(f"cannot unpack {archive.name}: {result.stderr.strip()}")
+        raise CorruptArchive(f"cannot unpack {archive.name}: {' '.join(result.stderr.split())}")
     packages = sorted(into.glob(f"{model}/mssql/*/*.bacpac"))
     if len(packages) != 1:
-        raise RestoreError(f"{archive.name} holds {len(packages)} .bacpac files under {model}/mssql/, expected 1")
+        raise CorruptArchive(f"{archive.name} holds {len(packages)} .bacpac files under {model}/mssql/, expected 1")
     return packages[0]
+
+
+def check_package(package: Path) -> int:
+    """Reads every entry of the .bacpac against its CRC and checks its model as
+    sqlpackage does on import; returns the number of tables of the model."""
+    try:
+        with zipfile.ZipFile(package) as bacpac:
+            for entry in bacpac.infolist():
+                try:
+                    with bacpac.open(entry) as data:
+                        while data.read(1 << 20):
+                            pass
+                except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                    raise CorruptArchive(f"{package.name}: {entry.filename}: {error}") from None
+            model_bytes, origin_bytes = bacpac.read("model.xml"), bacpac.read("Origin.xml")
+        # Read back from this project's own bucket, as the restore does.
+        model = ElementTree.fromstring(model_bytes)  # noqa: S314
+        origin = ElementTree.fromstring(origin_bytes)  # noqa: S314
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ElementTree.ParseError) as error:
+        raise CorruptArchive(f"{package.name}: {error}") from None
+    if model.tag != f"{DAC_NAMESPACE}DataSchemaModel":
+        raise CorruptArchive(f"{package.name}: model.xml is not a DataSchemaModel")
+    recorded = [
+        (checksum.text or "").strip()
+        for checksum in origin.iter(f"{DAC_NAMESPACE}Checksum")
+        if checksum.get("Uri") == "/model.xml"
+    ]
+    if not recorded:
+        raise CorruptArchive(f"{package.name}: Origin.xml records no checksum of model.xml")
+    if hashlib.sha256(model_bytes).hexdigest().upper() != recorded[0].upper():
+        raise CorruptArchive(f"{package.name}: model.xml does not match the checksum in Origin.xml")
+    return sum(1 for element in model.iter(f"{DAC_NAMESPACE}Element") if element.get("Type") == "SqlTable")
 
 
 def package_tables(package: Path) -> list[str]:
@@ -282,9 +329,56 @@ def archive_time(name: str) -> str:
     return digits or datetime.datetime.now().strftime("%Y%m%d%H%M%S")
 
 
-def restore(arguments: argparse.Namespace) -> int:
+def active_config(named: Path | None) -> Path:
     active = backupcfg.ACTIVE_CONFIG
-    config = arguments.config or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
+    return named or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
+
+
+def work_directory(document: Mapping[str, Any], purpose: str) -> Path:
+    workdir = Path(document.get("workdir") or "/tmp/gobackup") / f"{purpose}-{os.getpid()}"  # noqa: S108
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def verify(arguments: argparse.Namespace) -> int:
+    document, _ = backupcfg.load(active_config(arguments.config), backupcfg.resolve_file_env(os.environ))
+    models = arguments.model or sorted(document["models"])
+    checked, failed = 0, 0
+    workdir = work_directory(document, "verify")
+    try:
+        for model in models:
+            storage, _ = model_parts(document, model, arguments.timeout)
+            names = storage.archives()
+            if not names:
+                print(f"MISSING model={model}: no archives in {storage.bucket}/{storage.path}", flush=True)
+                failed += 1
+            for name in names if arguments.all else names[-1:]:
+                checked += 1
+                archive = workdir / name
+                try:
+                    storage.download(name, archive)
+                    tables = check_package(unpack(archive, workdir / "unpacked", model))
+                    print(
+                        f"OK model={model} key={storage.key(name)} size={archive.stat().st_size} tables={tables}",
+                        flush=True,
+                    )
+                except CorruptArchive as error:
+                    print(f"CORRUPT model={model} key={storage.key(name)} reason={error}", flush=True)
+                    failed += 1
+                finally:
+                    shutil.rmtree(workdir / "unpacked", ignore_errors=True)
+                    archive.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failed:
+        print(f"VERIFY FAIL models={','.join(models)} failed={failed} archives={checked}")
+        return 1
+    print(f"VERIFY PASS models={','.join(models)} archives={checked}")
+    return 0
+
+
+def restore(arguments: argparse.Namespace) -> int:
+    config = active_config(arguments.config)
     document, environment = backupcfg.load(config, backupcfg.resolve_file_env(os.environ))
     storage, source = model_parts(document, arguments.model, arguments.timeout)
     database = restore_target(config, environment, arguments.model, source)
@@ -303,12 +397,12 @@ def restore(arguments: argparse.Namespace) -> int:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", target):
         raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.-")
 
-    workdir = Path(document.get("workdir") or "/tmp/gobackup") / f"restore-{os.getpid()}"  # noqa: S108
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_directory(document, "restore")
     try:
         print(f"restore: downloading {storage.bucket}/{storage.path}/{name}", flush=True)
         storage.download(name, workdir / name)
         package = unpack(workdir / name, workdir / "unpacked", arguments.model)
+        check_package(package)
         if database.exists(target):
             if not arguments.replace or arguments.drill:
                 raise RestoreError(
@@ -339,7 +433,25 @@ def restore(arguments: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def verify_main(argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="backup-verify", description="Check the archives of each model in MinIO.")
+    parser.add_argument("--model", action="append", help="model to check (repeatable; default: every model)")
+    parser.add_argument("--all", action="store_true", help="check every kept archive, not only the latest")
+    parser.add_argument("--config", type=Path, help="GoBackup configuration (default: the active one)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for each MinIO request")
+    arguments = parser.parse_args(argv)
+    try:
+        return verify(arguments)
+    except backupcfg.ConfigError as error:
+        print(f"VERIFY ERROR: {'; '.join(error.reasons)}")
+    except (RestoreError, OSError, http.client.HTTPException) as error:
+        print(f"VERIFY ERROR: {error}")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    if Path(sys.argv[0]).name == "backup-verify":
+        return verify_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="GoBackup model to restore")
     parser.add_argument("--archive", help="archive file name (default: the latest)")

@@ -10,11 +10,13 @@ import io
 import ipaddress
 import json
 import re
+import struct
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import docker
@@ -181,6 +183,30 @@ def test_the_deploy_created_the_sample_databases_once(stack) -> None:
     assert re.search(r"changed=0\s", again.stdout), again.stdout[-3000:]
 
 
+def test_the_backup_container_is_hardened(stack, client) -> None:
+    """Read-only root, a small tmpfs, no capabilities, no new privileges, the
+    role's memory and pids limits, no port; the backups of the next tests run in it."""
+    backup = client.containers.get(BACKUP)
+    host = backup.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/tmp": "size=64m,mode=1777"}
+    assert host["CapDrop"] == ["ALL"]
+    assert not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Memory"] == 4 * 1024**3
+    assert host["PidsLimit"] == 1024
+    assert not host["PortBindings"]
+    assert not backup.attrs["Config"].get("ExposedPorts")
+    assert not backup.attrs["NetworkSettings"]["Ports"]
+    refused = backup.exec_run(["touch", "/usr/local/bin/intruder"])
+    assert refused.exit_code != 0
+    assert "Read-only file system" in refused.output.decode()
+    for writable in ("/tmp", "/tmp/gobackup", "/var/lib/gobackup"):
+        probe = backup.exec_run(["sh", "-c", f"touch {writable}/.probe && rm {writable}/.probe"])
+        assert probe.exit_code == 0, (writable, probe.output.decode())
+    assert backup.exec_run(["id", "-u"]).output.decode().strip() == "10001"
+
+
 def test_backup_now_uploads_each_model_under_its_own_path(stack, bucket: Minio) -> None:
     result = playbook("backup_now.yml")
     assert "Backup on localhost succeeded." in result.stdout
@@ -238,6 +264,52 @@ def test_drill_reports_each_database_and_leaves_nothing_behind(stack, client) ->
     assert "DRILL PASS model=sales" in result.stdout
     assert "DRILL PASS model=inventory" in result.stdout
     assert not [name for name in sql(client, "SELECT name FROM sys.databases") if "_drill_" in name]
+
+
+def test_verify_passes_every_kept_archive(stack) -> None:
+    result = playbook("restore.yml", "-e", "restore_verify=true", "-e", "restore_verify_all=true")
+    for model in ("sales", "inventory"):
+        assert re.search(rf"OK model={model} key={PREFIX}/{model}/\S+\.tar size=\d+ tables=[1-9]", result.stdout)
+        assert re.search(rf"VERIFY PASS models={model} archives=[1-9]", result.stdout)
+    assert "CORRUPT" not in result.stdout
+
+
+def test_verify_names_a_flipped_byte_and_a_truncated_archive(stack, bucket: Minio) -> None:
+    latest = archives(bucket, "sales")[-1]
+    data = bucket.get_object(BUCKET, f"{PREFIX}/sales/{latest}").read()
+    # One byte flipped in the middle of model.xml's compressed data, inside the package inside the tar.
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        member = next(member for member in archive.getmembers() if member.name.endswith(".bacpac"))
+    package = data[member.offset_data : member.offset_data + member.size]
+    with zipfile.ZipFile(io.BytesIO(package)) as bacpac:
+        entry = bacpac.getinfo("model.xml")
+    name_length, extra_length = struct.unpack("<HH", package[entry.header_offset + 26 : entry.header_offset + 30])
+    offset = member.offset_data + entry.header_offset + 30 + name_length + extra_length + entry.compress_size // 2
+    flipped = bytearray(data)
+    flipped[offset] ^= 0xFF
+    # Named older than any real archive: the latest stays the good one.
+    damaged = {"2000.01.01.00.00.01.tar": bytes(flipped), "2000.01.01.00.00.02.tar": data[: len(data) // 2]}
+    for name, body in damaged.items():
+        bucket.put_object(BUCKET, f"{PREFIX}/sales/{name}", io.BytesIO(body), len(body))
+    try:
+        latest_only = playbook("restore.yml", "-e", "restore_verify=true", "-e", "restore_model=sales")
+        assert f"OK model=sales key={PREFIX}/sales/{latest}" in latest_only.stdout
+        every = playbook("restore.yml", "-e", "restore_verify=true", "-e", "restore_verify_all=true", check=False)
+    finally:
+        for name in damaged:
+            bucket.remove_object(BUCKET, f"{PREFIX}/sales/{name}")
+    assert every.returncode != 0
+    assert re.search(
+        rf"CORRUPT model=sales key={PREFIX}/sales/2000\.01\.01\.00\.00\.01\.tar reason=\S+\.bacpac: model\.xml: ",
+        every.stdout,
+    ), every.stdout[-4000:]
+    assert re.search(
+        rf"CORRUPT model=sales key={PREFIX}/sales/2000\.01\.01\.00\.00\.02\.tar reason=cannot unpack .*Unexpected EOF",
+        every.stdout,
+    ), every.stdout[-4000:]
+    assert f"OK model=sales key={PREFIX}/sales/{latest}" in every.stdout
+    assert re.search(r"VERIFY FAIL models=sales failed=2 archives=\d+", every.stdout)
+    assert re.search(r"VERIFY PASS models=inventory", every.stdout), "the other model is still checked"
 
 
 def test_restores_and_drills_can_use_a_scratch_server_and_their_own_login(stack, client) -> None:

@@ -135,6 +135,14 @@ def test_sqlpackage_is_on_the_path_through_a_symlink(backup_host) -> None:
     assert backup_host.check_output("readlink -f /usr/local/bin/sqlpackage") == "/usr/local/sqlpackage/sqlpackage"
 
 
+def test_backup_verify_is_the_restore_tool_under_its_own_name(backup_host) -> None:
+    assert backup_host.check_output("readlink -f /usr/local/bin/backup-verify") == "/usr/local/bin/backup-restore"
+    usage = backup_host.run("backup-verify --help")
+    assert usage.rc == 0
+    assert usage.stdout.startswith("usage: backup-verify ")
+    assert "--all" in usage.stdout
+
+
 @pytest.mark.parametrize(
     ("path", "mode"),
     [("/tmp/gobackup", 0o700), ("/var/lib/gobackup", 0o750), ("/var/lib/gobackup/.gobackup", 0o750)],

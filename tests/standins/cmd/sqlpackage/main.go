@@ -7,6 +7,7 @@ package main
 
 import (
 	"archive/zip"
+	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -175,14 +176,15 @@ func writeBacpac(target string, database *sqlwire.Database) error {
 	if err != nil {
 		return err
 	}
+	modelFile := append([]byte(xml.Header), modelBytes...)
 	entries := []struct {
 		name string
 		body []byte
 	}{
 		{"[Content_Types].xml", []byte(`<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="text/xml" /><Default Extension="BCP" ContentType="application/octet-stream" /></Types>`)},
-		{"model.xml", append([]byte(xml.Header), modelBytes...)},
+		{"model.xml", modelFile},
 		{"DacMetadata.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacType xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><Name>%s</Name><Version>1.0.0.0</Version></DacType>`, database.Name))},
-		{"Origin.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacOrigin xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><PackageProperties><Version>3.1.0.0</Version></PackageProperties><Operation><Identity>standin</Identity><Start>%s</Start><ProductName>Microsoft.Data.Tools.Schema.Tasks.Sql, Version=%s (stand-in)</ProductName></Operation></DacOrigin>`, time.Now().UTC().Format(time.RFC3339), version))},
+		{"Origin.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacOrigin xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><PackageProperties><Version>3.1.0.0</Version></PackageProperties><Operation><Identity>standin</Identity><Start>%s</Start><ProductName>Microsoft.Data.Tools.Schema.Tasks.Sql, Version=%s (stand-in)</ProductName></Operation><Checksums><Checksum Uri="/model.xml">%X</Checksum></Checksums></DacOrigin>`, time.Now().UTC().Format(time.RFC3339), version, sha256.Sum256(modelFile)))},
 	}
 	for _, table := range database.Tables {
 		rows, err := json.Marshal(table.Rows)
@@ -226,6 +228,30 @@ func readBacpac(source string) (*sqlwire.Database, error) {
 	modelBytes, err := read("model.xml")
 	if err != nil {
 		return nil, err
+	}
+	// As the real one does: the package's model must match the SHA-256
+	// Origin.xml recorded for it when it was exported.
+	originBytes, err := read("Origin.xml")
+	if err != nil {
+		return nil, err
+	}
+	var origin struct {
+		Checksums []struct {
+			URI   string `xml:"Uri,attr"`
+			Value string `xml:",chardata"`
+		} `xml:"Checksums>Checksum"`
+	}
+	if err := xml.Unmarshal(originBytes, &origin); err != nil {
+		return nil, fmt.Errorf("Origin.xml is not valid: %w", err)
+	}
+	want := ""
+	for _, checksum := range origin.Checksums {
+		if checksum.URI == "/model.xml" {
+			want = strings.TrimSpace(checksum.Value)
+		}
+	}
+	if got := fmt.Sprintf("%X", sha256.Sum256(modelBytes)); !strings.EqualFold(got, want) {
+		return nil, errors.New("the checksum of model.xml does not match the one recorded in Origin.xml")
 	}
 	var model modelXML
 	if err := xml.Unmarshal(modelBytes, &model); err != nil {
