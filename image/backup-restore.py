@@ -10,8 +10,10 @@ Reads the model's storage and database from the active GoBackup configuration
 and where to import from restore.yml beside it (or RESTORE_MSSQL_HOST, _PORT,
 _USER, _PASSWORD, _TRUST_SERVER_CERTIFICATE; else the export's server),
 downloads the latest (or the named) archive from MinIO with the model's own key,
-unpacks it in the work directory and imports the .bacpac with sqlpackage into a
-new database (<database>_restored_<archive time> unless named). An existing
+decrypts it when the model has encrypt_with (openssl, the passphrase from the
+.env variable its password names), unpacks it in the work directory and imports
+the .bacpac with sqlpackage into a new database
+(<database>_restored_<archive time> unless named). An existing
 target database is replaced only with --replace. --drill restores into a
 scratch database, counts the rows of every table of the package, drops the
 scratch database and prints one PASS or FAIL line. Exit status 0 on success.
@@ -63,6 +65,10 @@ class RestoreError(Exception):
 
 class CorruptArchive(RestoreError):
     """The archive itself is damaged: its tar, its package or its model."""
+
+
+class DecryptError(CorruptArchive):
+    """openssl could not decrypt the archive: a wrong passphrase or damage."""
 
 
 @dataclass
@@ -264,6 +270,35 @@ def restore_target(config: Path, environment: Mapping[str, str], model: str, sou
     )
 
 
+def decrypt(archive: Path, model: str, body: Mapping[str, Any], environment: Mapping[str, str]) -> Path:
+    """GoBackup's encrypt_with (openssl) in reverse, with the model's cipher,
+    base64 and args; the passphrase reaches openssl from the environment."""
+    if not archive.name.endswith(".enc"):
+        return archive
+    encrypt = body.get("encrypt_with")
+    variable = backupcfg.encryption_passphrase_variable(encrypt)
+    if variable is None:
+        raise RestoreError(
+            f"{archive.name} of model {model} is encrypted, but the model has no encrypt_with passphrase in the"
+            " configuration (backup_config_encryption_passphrase, or the database entry's encryption_passphrase)"
+        )
+    plain = archive.with_name(archive.name.removesuffix(".enc"))
+    command = ["openssl", str(encrypt.get("chiper") or "aes-256-cbc"), "-d"]
+    if str(encrypt.get("base64", False)).lower() == "true":
+        command.append("-base64")
+    command += str(encrypt.get("args") or "").split()
+    command += ["-pass", f"env:{variable}", "-in", str(archive), "-out", str(plain)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **environment})
+    archive.unlink()
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no message"])[0]
+        raise DecryptError(
+            f"cannot decrypt {archive.name} of model {model} with the passphrase in {variable}:"
+            f" wrong passphrase or damaged archive (openssl: {detail})"
+        )
+    return plain
+
+
 def unpack(archive: Path, into: Path, model: str) -> Path:
     # tar, as GoBackup packed it: it also knows the compressed variants.
     into.mkdir()
@@ -341,7 +376,7 @@ def work_directory(document: Mapping[str, Any], purpose: str) -> Path:
 
 
 def verify(arguments: argparse.Namespace) -> int:
-    document, _ = backupcfg.load(active_config(arguments.config), backupcfg.resolve_file_env(os.environ))
+    document, environment = backupcfg.load(active_config(arguments.config), backupcfg.resolve_file_env(os.environ))
     models = arguments.model or sorted(document["models"])
     checked, failed = 0, 0
     workdir = work_directory(document, "verify")
@@ -357,17 +392,17 @@ def verify(arguments: argparse.Namespace) -> int:
                 archive = workdir / name
                 try:
                     storage.download(name, archive)
-                    tables = check_package(unpack(archive, workdir / "unpacked", model))
-                    print(
-                        f"OK model={model} key={storage.key(name)} size={archive.stat().st_size} tables={tables}",
-                        flush=True,
-                    )
+                    size = archive.stat().st_size
+                    plain = decrypt(archive, model, document["models"][model], environment)
+                    tables = check_package(unpack(plain, workdir / "unpacked", model))
+                    print(f"OK model={model} key={storage.key(name)} size={size} tables={tables}", flush=True)
                 except CorruptArchive as error:
                     print(f"CORRUPT model={model} key={storage.key(name)} reason={error}", flush=True)
                     failed += 1
                 finally:
                     shutil.rmtree(workdir / "unpacked", ignore_errors=True)
                     archive.unlink(missing_ok=True)
+                    archive.with_name(name.removesuffix(".enc")).unlink(missing_ok=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if failed:
@@ -401,7 +436,8 @@ def restore(arguments: argparse.Namespace) -> int:
     try:
         print(f"restore: downloading {storage.bucket}/{storage.path}/{name}", flush=True)
         storage.download(name, workdir / name)
-        package = unpack(workdir / name, workdir / "unpacked", arguments.model)
+        plain = decrypt(workdir / name, arguments.model, document["models"][arguments.model], environment)
+        package = unpack(plain, workdir / "unpacked", arguments.model)
         check_package(package)
         if database.exists(target):
             if not arguments.replace or arguments.drill:

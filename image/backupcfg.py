@@ -958,13 +958,47 @@ def _check_compress(model: str, compress: Any) -> list[str]:
     return []
 
 
+def encryption_passphrase_variable(encrypt: Any) -> str | None:
+    """The .env variable an `encrypt_with.password: env:<NAME>` names."""
+    password = _viper_string(encrypt.get("password")) if isinstance(encrypt, dict) else ""
+    return password[len("env:") :] if password.startswith("env:") else None
+
+
+def _check_encrypt(model: str, encrypt: Any, environment: Mapping[str, str]) -> list[str]:
+    if encrypt is None:
+        return []
+    if not isinstance(encrypt, dict):
+        return [f"model {model}: encrypt_with must be a mapping"]
+    kind = _viper_string(encrypt.get("type"))
+    if kind != "openssl":
+        # Any other type, GoBackup v3.1.1 uploads the archive unencrypted without a word.
+        return [
+            f"model {model}: encrypt_with.type '{kind}' is unknown to GoBackup v3.1.1, which would upload"
+            " the archive unencrypted; use openssl"
+        ]
+    variable = encryption_passphrase_variable(encrypt)
+    if variable is None:
+        # GoBackup puts the password on openssl's command line and prints that command on failure.
+        return [
+            f"model {model}: encrypt_with.password must be env:<VARIABLE>, naming a .env entry that holds"
+            " the passphrase (GoBackup would show a literal password in its command line and error messages)"
+        ]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        return [f"model {model}: encrypt_with.password names '{variable}', which is not a variable name"]
+    if not environment.get(variable):
+        return [f"model {model}: encrypt_with.password names {variable}, which is not set (.env)"]
+    if environment[variable].strip() == PLACEHOLDER:
+        return [f"model {model}: {variable} still holds the placeholder {PLACEHOLDER}; set the real passphrase"]
+    return []
+
+
 def _upload_target(storage: dict[str, Any]) -> tuple[str, str, str] | None:
     if storage.get("type") not in S3_STORAGE_TYPES:
         return None
     return (str(storage.get("endpoint")), str(storage.get("bucket")), str(storage.get("path") or "").strip("/"))
 
 
-def _check_models(models: dict[Any, Any], origins: Mapping[str, str]) -> list[str]:
+def _check_models(models: dict[Any, Any], origins: Mapping[str, str], environment: Mapping[str, str]) -> list[str]:
     reasons: list[str] = []
     writers: dict[tuple[str, str, str], str] = {}
     for model, body in models.items():
@@ -979,6 +1013,7 @@ def _check_models(models: dict[Any, Any], origins: Mapping[str, str]) -> list[st
         reasons += [f"model {model}: key '{key}' is unknown to GoBackup" for key in body if key not in MODEL_KEYS]
         reasons += _check_schedule(model, body.get("schedule"))
         reasons += _check_compress(model, body.get("compress_with"))
+        reasons += _check_encrypt(model, body.get("encrypt_with"), environment)
         databases = body.get("databases") or {}
         storages = body.get("storages") or {}
         if not isinstance(databases, dict) or not isinstance(storages, dict):
@@ -1012,10 +1047,13 @@ def _check_models(models: dict[Any, Any], origins: Mapping[str, str]) -> list[st
     return reasons
 
 
-def check_document(document: Any, origins: Mapping[str, str] | None = None) -> list[str]:
+def check_document(
+    document: Any, origins: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None
+) -> list[str]:
     """Structural rules GoBackup does not enforce itself, or enforces silently.
     `origins` maps a leaf (models.sales.databases.sales.password) to the
-    variable it was expanded from, so reasons can name it."""
+    variable it was expanded from, so reasons can name it; `environment` is
+    what GoBackup's processes will see (for encrypt_with's env:<NAME>)."""
     if not isinstance(document, dict):
         return ["the configuration is not a YAML mapping"]
     models = document.get("models")
@@ -1034,7 +1072,7 @@ def check_document(document: Any, origins: Mapping[str, str] | None = None) -> l
         reasons.append(
             "web.host must be 127.0.0.1 (or web.enabled false): GoBackup's basic auth does not protect /api/*"
         )
-    return reasons + _check_models(models, origins or {})
+    return reasons + _check_models(models, origins or {}, environment or {})
 
 
 def check_text(text: str, environment: Mapping[str, str], name: str = "the config") -> tuple[Any, list[str]]:
@@ -1090,7 +1128,7 @@ def check_text(text: str, environment: Mapping[str, str], name: str = "the confi
     for path, node in _scalar_nodes(yaml.compose(expanded, Loader=yaml.SafeLoader)):
         if node.value.strip() == PLACEHOLDER and _where(path) not in origins:
             reasons.append(f"{_where(path)} still holds the placeholder {PLACEHOLDER}")
-    return document, reasons + check_document(document, origins)
+    return document, reasons + check_document(document, origins, environment)
 
 
 def load(config_path: Path, environ: Mapping[str, str]) -> tuple[Any, dict[str, str]]:

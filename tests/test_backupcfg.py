@@ -366,6 +366,30 @@ def test_compress_types_the_image_can_run_pass(tmp_path: Path, compress: str) ->
     assert reasons_for(tmp_path, text) == []
 
 
+ENCRYPTED = "    encrypt_with:\n      type: openssl\n      password: env:SALES_PASSPHRASE\n    databases:"
+
+
+def test_encryption_with_a_passphrase_from_the_environment_passes(tmp_path: Path) -> None:
+    text = VALID.replace("    databases:", ENCRYPTED)
+    assert reasons_for(tmp_path, text, {"SALES_PASSWORD": "S3cret", "SALES_PASSPHRASE": "long passphrase"}) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "environ", "reason"),
+    [
+        ("type: openssl", "type: gpg", {}, "encrypt_with.type 'gpg' is unknown to GoBackup v3.1.1, which would upload"),
+        ("env:SALES_PASSPHRASE", "Literal-Passphrase", {}, "encrypt_with.password must be env:<VARIABLE>"),
+        ("env:SALES_PASSPHRASE", "env:SALES-PASSPHRASE", {}, "names 'SALES-PASSPHRASE', which is not a variable"),
+        ("", "", {}, "encrypt_with.password names SALES_PASSPHRASE, which is not set (.env)"),
+        ("", "", {"SALES_PASSPHRASE": "CHANGE_ME"}, "SALES_PASSPHRASE still holds the placeholder CHANGE_ME"),
+    ],
+)
+def test_encryption_mistakes_are_named(tmp_path: Path, old: str, new: str, environ: dict, reason: str) -> None:
+    text = VALID.replace("    databases:", ENCRYPTED.replace(old, new, 1) if old else ENCRYPTED)
+    reasons = reasons_for(tmp_path, text, {"SALES_PASSWORD": "S3cret", **environ})
+    assert any(f"model sales: {reason}" in line or reason in line for line in reasons), reasons
+
+
 def test_two_models_from_variables_with_one_value_are_refused(tmp_path: Path) -> None:
     body = VALID.split("models:\n", 1)[1]
     text = VALID.replace("  sales:\n    schedule", "  ${FIRST}:\n    schedule") + body.replace(

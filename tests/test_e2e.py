@@ -40,6 +40,7 @@ MINIO_PORT = 29000
 PREFIX = "e2e/localhost"
 SA_PASSWORD = "#&*!%@[{Sa0123x"
 SCRATCH_PASSWORD = "Scratch-Only-Passw0rd"
+PASSPHRASE, WRONG_PASSPHRASE = "Vaulted encryption passphrase #1", "Not-the-passphrase-2"
 BUCKET = "sqlserver-backups"
 E2E_VARS = {
     "dev_secrets_dir": str(ROOT / "secrets"),
@@ -82,7 +83,12 @@ def secret(name: str) -> str:
 
 
 def secrets() -> list[str]:
-    return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()] + [SA_PASSWORD, SCRATCH_PASSWORD]
+    return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()] + [
+        SA_PASSWORD,
+        SCRATCH_PASSWORD,
+        PASSPHRASE,
+        WRONG_PASSPHRASE,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +316,59 @@ def test_verify_names_a_flipped_byte_and_a_truncated_archive(stack, bucket: Mini
     assert f"OK model=sales key={PREFIX}/sales/{latest}" in every.stdout
     assert re.search(r"VERIFY FAIL models=sales failed=2 archives=\d+", every.stdout)
     assert re.search(r"VERIFY PASS models=inventory", every.stdout), "the other model is still checked"
+
+
+def test_encrypted_archives_are_unreadable_in_minio_and_drill_with_their_passphrase(stack, bucket: Minio) -> None:
+    before = {model: archives(bucket, model) for model in ("sales", "inventory")}
+    playbook("deploy.yml", "-e", json.dumps({"backup_config_encryption_passphrase": PASSPHRASE}))
+    try:
+        playbook("backup_now.yml")
+        encrypted = {}
+        for model in ("sales", "inventory"):
+            names = [
+                obj.object_name
+                for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/{model}/")
+                if obj.object_name.endswith(".tar.enc")
+            ]
+            assert len(names) == 1, names
+            encrypted[model] = names[0]
+            data = bucket.get_object(BUCKET, names[0]).read()
+            # openssl's salted format; no tar header anywhere a reader could use.
+            assert data.startswith(b"Salted__")
+            with pytest.raises(tarfile.ReadError):
+                tarfile.open(fileobj=io.BytesIO(data)).close()
+            assert b"bacpac" not in data
+            assert PASSPHRASE.encode() not in data
+        drill = playbook("restore.yml", "-e", "restore_drill=true")
+        for model in ("sales", "inventory"):
+            name = encrypted[model].rsplit("/", 1)[1]
+            assert re.search(rf"DRILL PASS model={model} archive={re.escape(name)} ", drill.stdout), drill.stdout[
+                -3000:
+            ]
+        verify = playbook("restore.yml", "-e", "restore_verify=true")
+        assert f"OK model=sales key={encrypted['sales']}" in verify.stdout
+
+        playbook("deploy.yml", "-e", json.dumps({"backup_config_encryption_passphrase": WRONG_PASSPHRASE}))
+        wrong = playbook("restore.yml", "-e", "restore_drill=true", "-e", "restore_model=sales", check=False)
+        assert wrong.returncode != 0
+        assert re.search(
+            r"DRILL FAIL model=sales: cannot decrypt \S+\.tar\.enc of model sales with the passphrase in"
+            r" ENCRYPTION_PASSPHRASE_SALES: wrong passphrase",
+            wrong.stdout,
+        ), wrong.stdout[-3000:]
+    finally:
+        playbook("deploy.yml")
+    missing = playbook("restore.yml", "-e", "restore_drill=true", "-e", "restore_model=sales", check=False)
+    assert missing.returncode != 0
+    assert re.search(
+        r"DRILL FAIL model=sales: \S+\.tar\.enc of model sales is encrypted, but the model has no encrypt_with"
+        r" passphrase in the configuration \(backup_config_encryption_passphrase",
+        missing.stdout,
+    ), missing.stdout[-3000:]
+    # The plain archives the later tests count are as before.
+    for model, name in encrypted.items():
+        bucket.remove_object(BUCKET, name)
+        assert archives(bucket, model) == before[model]
 
 
 def test_restores_and_drills_can_use_a_scratch_server_and_their_own_login(stack, client) -> None:
