@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from conftest import REPO, REQUIRED_ENV, TEST_VARS, ansible_playbook
+from conftest import ARTIFACTS, REPO, REQUIRED_ENV, TEST_VARS, ansible_playbook, standins_only
 
 # A tag of this module's own: removed first, so build.yml really builds it
 # (an image whose inputs are unchanged is not built again).
@@ -170,6 +172,49 @@ def test_a_new_base_image_and_only_that_rebuilds_the_image(
     assert rebuilt.id != first
     shown = client.containers.run(rebuilt.id, entrypoint=["cat", "/etc/refreshed"], remove=True)
     assert shown.decode().strip() == "updated"
+
+
+@standins_only
+def test_an_artifact_republished_under_its_url_rebuilds_the_image(
+    client: docker.DockerClient, build_dir: Path, tmp_path: Path
+) -> None:
+    """A checksum given as a checksum file's URL pins the artifact by that
+    file's content: the same URL with a new artifact and checksum file rebuilds."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    artifact = mirror / "sqlcmd-linux-amd64.tar.bz2"
+
+    def publish(extra: bytes) -> None:
+        with tarfile.open(ARTIFACTS / "sqlcmd-linux-amd64.tar.bz2") as original, tarfile.open(artifact, "w:bz2") as new:
+            for member in original.getmembers():
+                new.addfile(member, original.extractfile(member) if member.isfile() else None)
+            note = tarfile.TarInfo("RELEASE-NOTE")
+            note.size = len(extra)
+            new.addfile(note, io.BytesIO(extra))
+        digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        (mirror / "SHA256SUMS").write_text(f"{digest}  {artifact.name}\n")
+
+    settings = (
+        "backup_image_name=sqlserver-backup-test/republished",
+        "backup_image_tag=test",
+        f"backup_image_sqlcmd_url=file://{artifact}",
+        f"backup_image_sqlcmd_checksum=sha256:file://{mirror / 'SHA256SUMS'}",
+    )
+    try:
+        publish(b"first build")
+        returncode, output = build(tmp_path / "build", *settings)
+        assert returncode == 0, output
+        first = client.images.get("sqlserver-backup-test/republished:test").id
+        returncode, output = build(tmp_path / "build", *settings)
+        assert returncode == 0, output
+        assert changed_count(output) == 0, output
+        publish(b"republished under the same URL")
+        returncode, output = build(tmp_path / "build", *settings)
+        assert returncode == 0, output
+        assert client.images.get("sqlserver-backup-test/republished:test").id != first
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove("sqlserver-backup-test/republished:test", force=True)
 
 
 @pytest.mark.parametrize("extension", ["tar", "tar.gz", "tar.zst", "tar.xz"])
