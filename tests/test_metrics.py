@@ -129,8 +129,8 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
 ROOT = Path("/tmp/sqlserver-backup-metrics")
 PROJECT = "sqlserver-backup-metrics"
 BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
-METRICS_PORT = 31850
-MINIO_PORT = 31900
+METRICS_PORT = 31649
+MINIO_PORT = 31648
 BUCKET = "sqlserver-backups"
 PREFIX = "metrics/localhost"
 STACK_VARS = {
@@ -142,7 +142,7 @@ STACK_VARS = {
     "backup_image_build_dir": str(ROOT / "build"),
     "minio_image_build_dir": str(ROOT / "minio-build"),
     "backup_image_tag": "metrics",
-    "backup_stack_mssql_port": 31433,
+    "backup_stack_mssql_port": 31647,
     "backup_stack_minio_port": MINIO_PORT,
     "backup_config_minio_path_prefix": "metrics",
     "backup_stack_metrics_enabled": True,
@@ -274,7 +274,7 @@ def test_the_metrics_outlive_a_restart(stack: docker.DockerClient) -> None:
     for name in (SUCCESS, FAILURE, DURATION, SIZE):
         assert after[name] == before[name], name
     logs = stack.containers.get(BACKUP).logs().decode()
-    assert "backup-metrics: serving /metrics on 0.0.0.0:31850" in logs
+    assert f"backup-metrics: serving /metrics on 0.0.0.0:{METRICS_PORT}" in logs
     assert "Traceback" not in logs
     secrets = [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
     assert not [value for value in secrets if value in logs + "\n".join(OUTPUTS)]
