@@ -122,20 +122,25 @@ class S3Storage:
 
     def archives(self) -> list[str]:
         """Archive names under the model's path, oldest first (names are times)."""
+        return sorted(self.archive_sizes())
+
+    def archive_sizes(self) -> dict[str, int]:
+        """Size in bytes of each archive under the model's path, by name."""
         prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
-        names, token = [], None
+        sizes, token = {}, None
         while True:
             query = {"list-type": "2", "prefix": prefix}
             if token:
                 query["continuation-token"] = token
             body = self._request("", query).read().decode()
-            for key in re.findall(r"<Key>(.*?)</Key>", body):
-                name = key[len(prefix) :]
-                if name and not name.startswith(STATE_FOLDER) and "/" not in name:
-                    names.append(name)
+            for entry in re.findall(r"<Contents>(.*?)</Contents>", body, re.DOTALL):
+                key, size = re.search(r"<Key>(.*?)</Key>", entry), re.search(r"<Size>(\d+)</Size>", entry)
+                name = key.group(1)[len(prefix) :] if key else ""
+                if name and size and not name.startswith(STATE_FOLDER) and "/" not in name:
+                    sizes[name] = int(size.group(1))
             match = re.search(r"<NextContinuationToken>(.*?)</NextContinuationToken>", body)
             if not match:
-                return sorted(names)
+                return sizes
             token = match.group(1)
 
     def key(self, name: str) -> str:
@@ -204,6 +209,19 @@ class Database:
             raise RestoreError(f"sqlpackage import into {target} on {self.server} failed: {result.stderr.strip()}")
 
 
+def s3_storage(storage: Mapping[str, Any], timeout: float) -> S3Storage:
+    """A model's minio or s3 storage, as GoBackup reads its keys."""
+    return S3Storage(
+        endpoint=str(storage["endpoint"]).rstrip("/"),
+        bucket=str(storage["bucket"]),
+        path=str(storage.get("path") or ""),
+        region=str(storage.get("region") or "us-east-1"),
+        access_key=str(storage.get("access_key_id") or ""),
+        secret_key=str(storage.get("secret_access_key") or storage.get("access_key_secret") or ""),
+        timeout=timeout,
+    )
+
+
 def model_parts(document: Mapping[str, Any], model: str, timeout: float) -> tuple[S3Storage, Database]:
     models = document["models"]
     if model not in models:
@@ -213,17 +231,9 @@ def model_parts(document: Mapping[str, Any], model: str, timeout: float) -> tupl
     storages = [value for value in (body.get("storages") or {}).values() if value.get("type") in {"minio", "s3"}]
     if len(databases) != 1 or not storages:
         raise RestoreError(f"model {model} needs exactly one mssql database and an S3 storage to restore from")
-    source, storage = databases[0], storages[0]
+    source = databases[0]
     return (
-        S3Storage(
-            endpoint=str(storage["endpoint"]).rstrip("/"),
-            bucket=str(storage["bucket"]),
-            path=str(storage.get("path") or ""),
-            region=str(storage.get("region") or "us-east-1"),
-            access_key=str(storage.get("access_key_id") or ""),
-            secret_key=str(storage.get("secret_access_key") or storage.get("access_key_secret") or ""),
-            timeout=timeout,
-        ),
+        s3_storage(storages[0], timeout),
         Database(
             host=str(source.get("host", "127.0.0.1")),
             port=int(source.get("port", 1433)),

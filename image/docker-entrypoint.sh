@@ -8,6 +8,7 @@ readonly MOUNTED_CONFIG="${GOBACKUP_CONFIG:-/etc/gobackup/gobackup.yml}"
 readonly BUNDLED_TEMPLATE="${GOBACKUP_TEMPLATE:-/usr/local/share/gobackup/gobackup.yml.template}"
 readonly STATE_DIR="${GOBACKUP_STATE_DIR:-${HOME:-/var/lib/gobackup}}"
 readonly BACKUPCFG="${BACKUPCFG:-/usr/local/lib/gobackup-image/backupcfg.py}"
+readonly METRICS_EXPORTER="${METRICS_EXPORTER:-/usr/local/bin/backup-metrics}"
 # Notifiers and after_script run after GoBackup has removed a run's temp
 # folder: a stop gives them this many seconds before GoBackup is stopped.
 readonly AFTER_RUN_SECONDS=3
@@ -49,6 +50,9 @@ validate_settings() {
   [[ "${STOP_GRACE_PERIOD:=3600}" =~ ^[0-9]{1,9}$ ]] ||
     die "STOP_GRACE_PERIOD must be a whole number of seconds, not '${STOP_GRACE_PERIOD}'"
   STOP_GRACE_PERIOD=$((10#${STOP_GRACE_PERIOD}))
+  [[ -z "${METRICS_PORT:-}" ]] ||
+    { [[ "${METRICS_PORT}" =~ ^[0-9]{1,5}$ ]] && ((10#${METRICS_PORT} >= 1 && 10#${METRICS_PORT} <= 65535)); } ||
+    die "METRICS_PORT must be a port number (1-65535) or empty, not '${METRICS_PORT}'"
 }
 
 # Prints the config GoBackup will use: the mounted one, or the bundled
@@ -271,6 +275,24 @@ supervise() {
   return "${status}"
 }
 
+# Prometheus metrics (daemon mode, METRICS_PORT set): backup-metrics serves
+# /metrics and nothing else on that port, so GoBackup's web server and its
+# /api/* stay on the loopback. It runs beside GoBackup in a group of its own
+# (a Ctrl-C reaches neither) and is stopped once GoBackup has been.
+METRICS_PID=""
+
+start_metrics() {
+  [[ -n "${METRICS_PORT:-}" ]] || return 0
+  setsid python3 "${METRICS_EXPORTER}" --port "$((10#${METRICS_PORT}))" --config "$1" &
+  METRICS_PID=$!
+}
+
+stop_metrics() {
+  [[ -n "${METRICS_PID}" ]] || return 0
+  kill -TERM "${METRICS_PID}" 2>/dev/null || true
+  wait "${METRICS_PID}" 2>/dev/null || true
+}
+
 main() {
   if (($#)); then
     exec "$@"
@@ -304,7 +326,9 @@ main() {
     return "${status}"
   fi
   log "starting the GoBackup scheduler (TZ=${TZ:-UTC})"
+  start_metrics "${config}"
   supervise "${config}" gobackup run -c "${config}" || status=$?
+  stop_metrics
   if [[ "${STOP_REQUESTED}" == false ]]; then
     log "error: GoBackup exited by itself (exit ${status}); its reason is above"
     ((status != 0)) || status=1

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Prometheus metrics of the backup container, on a port of their own.
+
+  backup-metrics --port 9850 --config /etc/gobackup/gobackup.yml
+
+Started by the entrypoint in daemon mode when METRICS_PORT is set. Serves
+GET /metrics on 0.0.0.0:<port> and answers 404 to everything else: GoBackup's
+own web server, whose /api/* can download archives and start runs, stays on
+the container's loopback and is never reachable through this port.
+
+Every few seconds it reads GoBackup's /metrics on that loopback (the source
+the health check reads) and keeps, per model, the last success and failure
+time and the duration of the last run; GoBackup's own gobackup_* series are
+passed on as they are. GoBackup never reports an archive's size (it removes
+the temp folder before it looks), so after each new success the size is read
+from the model's first S3 storage: a listing with the model's own key under
+its own path, the newest archive by name (names are times: the one
+backup-restore restores). What it knows is kept in the state volume, so a
+restart of the container or of GoBackup forgets no success time.
+Runs of `gobackup perform` started with docker exec (backup_now.yml) are
+processes of their own that report to no scheduler: they are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.server
+import importlib.machinery
+import importlib.util
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+sys.path.insert(0, "/usr/local/lib/gobackup-image")
+import backupcfg
+
+HERE = Path(__file__).resolve().parent
+POLL_SECONDS = 5.0
+STATE_FILE = "metrics-state.json"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SAMPLE = re.compile(r"^(gobackup_[a-zA-Z0-9_]*)(?:\{(.*)\})?\s+(\S+)")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+FAMILY = re.compile(r"^# (?:HELP|TYPE) (gobackup_[a-zA-Z0-9_]*) ")
+
+
+def log(message: str) -> None:
+    print(f"backup-metrics: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ModelState:
+    """What is known of a model's runs; 0 / None: nothing recorded yet."""
+
+    success: float = 0.0
+    failure: float = 0.0
+    duration: float | None = None
+    size: int | None = None
+    size_of_success: float = 0.0  # the success time `size` was read for
+
+
+def samples(text: str) -> dict[tuple[str, str, str], float]:
+    """(metric, model, status) -> value of GoBackup's per-model series."""
+    found = {}
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(LABEL.findall(match.group(2) or ""))
+        try:
+            found[(match.group(1), labels.get("model", ""), labels.get("status", ""))] = float(match.group(3))
+        except ValueError:
+            continue
+    return found
+
+
+def gobackup_families(text: str) -> str:
+    """GoBackup's own gobackup_* families, passed on unchanged."""
+    kept = [line for line in text.splitlines() if SAMPLE.match(line) or FAMILY.match(line)]
+    return "".join(f"{line}\n" for line in kept)
+
+
+def restore_module() -> ModuleType:
+    """backup-restore, whose S3 client reads the archives (one client in the image)."""
+    path = next(p for p in (HERE / "backup-restore", HERE / "backup-restore.py") if p.is_file())
+    loader = importlib.machinery.SourceFileLoader("backup_restore", str(path))
+    spec = importlib.util.spec_from_loader("backup_restore", loader)
+    assert spec is not None
+    if "backup_restore" not in sys.modules:
+        module = sys.modules["backup_restore"] = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    return sys.modules["backup_restore"]
+
+
+def last_archive_size(storages: Mapping[str, Any], timeout: float = 10) -> int | None:
+    """Size of the newest archive of a model's first S3 storage (else local
+    storage); None when it has none."""
+    for storage in storages.values():
+        if isinstance(storage, dict) and storage.get("type") in backupcfg.S3_STORAGE_TYPES:
+            sizes = restore_module().s3_storage(storage, timeout).archive_sizes()
+            return sizes[max(sizes)] if sizes else None
+    for storage in storages.values():
+        if isinstance(storage, dict) and storage.get("type") == "local" and storage.get("path"):
+            files = [entry for entry in Path(str(storage["path"])).iterdir() if entry.is_file()]
+            return max(files).stat().st_size if files else None
+    return None
+
+
+class Exporter:
+    def __init__(
+        self,
+        document: Mapping[str, Any],
+        state_file: Path,
+        fetch: Callable[[], str] | None,
+        size_of: Callable[[Mapping[str, Any]], int | None] = last_archive_size,
+    ) -> None:
+        self.document = document
+        self.models = {str(name).lower(): body or {} for name, body in document["models"].items()}
+        self.state_file = state_file
+        self.fetch = fetch
+        self.size_of = size_of
+        self.started = time.time()
+        self.lock = threading.Lock()
+        self.state = {name: ModelState() for name in self.models}
+        self.load()
+        self.baseline: dict[str, tuple[float, float]] = {}  # histogram (count, sum) seen last
+        self.upstream = ""
+        self.scheduler_up = False
+        self.said: dict[str, str] = {}  # the last error logged per subject, to log each once
+
+    def load(self) -> None:
+        try:
+            saved = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            log(f"starting afresh: cannot read {self.state_file}: {error}")
+            return
+        for name, values in saved.items() if isinstance(saved, dict) else ():
+            if name in self.state and isinstance(values, dict):
+                known = {key: values[key] for key in asdict(ModelState()) if key in values}
+                self.state[name] = ModelState(**known)
+
+    def save(self) -> None:
+        temporary = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        temporary.write_text(json.dumps({name: asdict(state) for name, state in self.state.items()}), "utf-8")
+        temporary.replace(self.state_file)
+
+    def tell(self, subject: str, problem: str) -> None:
+        if problem and self.said.get(subject) != problem:
+            log(problem)
+        self.said[subject] = problem
+
+    def observe(self, text: str) -> bool:
+        """Takes in a reading of GoBackup's /metrics; True when a model changed."""
+        values = samples(text)
+        changed = False
+        with self.lock:
+            self.upstream = gobackup_families(text)
+            for name, state in self.state.items():
+                for status in ("success", "failure"):
+                    value = values.get(("gobackup_last_timestamp", name, status), 0.0)
+                    if value > getattr(state, status):
+                        setattr(state, status, value)
+                        changed = True
+                count = values.get(("gobackup_duration_seconds_count", name, ""))
+                total = values.get(("gobackup_duration_seconds_sum", name, ""), 0.0)
+                if count is None:
+                    continue
+                seen_count, seen_total = self.baseline.get(name, (0.0, 0.0))
+                if count < seen_count:  # GoBackup started over
+                    seen_count, seen_total = 0.0, 0.0
+                if count > seen_count:
+                    # One run per reading as a rule (runs are seconds apart at
+                    # least); several: their mean.
+                    state.duration = (total - seen_total) / (count - seen_count)
+                    changed = True
+                self.baseline[name] = (count, total)
+        return changed
+
+    def refresh_sizes(self) -> bool:
+        changed = False
+        for name, body in self.models.items():
+            state = self.state[name]
+            if state.success <= state.size_of_success:
+                continue
+            try:
+                size = self.size_of(body.get("storages") or {})
+            except Exception as error:  # MinIO down, a refused key: try again next time
+                self.tell(f"size {name}", f"cannot read the size of model {name}'s last archive: {error}")
+                continue
+            self.tell(f"size {name}", "")
+            with self.lock:
+                state.size, state.size_of_success = size, state.success
+            changed = True
+        return changed
+
+    def poll(self) -> None:
+        changed = False
+        if self.fetch is not None:
+            try:
+                text = self.fetch()
+            except OSError as error:
+                self.scheduler_up = False
+                self.tell("scheduler", f"GoBackup's scheduler does not answer: {error}")
+            else:
+                self.scheduler_up = True
+                self.tell("scheduler", "")
+                changed = self.observe(text)
+        changed = self.refresh_sizes() or changed
+        if changed:
+            with self.lock:
+                self.save()
+
+    def due(self, name: str, zone: datetime.tzinfo) -> float | None:
+        """When the model's next success is due: its first scheduled run after
+        the last success (or after the exporter started), as the health check
+        computes it."""
+        schedule = self.models[name].get("schedule")
+        if not isinstance(schedule, dict):
+            return None
+        since = self.state[name].success or self.started
+        moment = backupcfg.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
+        return moment.timestamp() if moment else None
+
+    def render(self) -> str:
+        zone = backupcfg.local_zone()
+        families: list[tuple[str, str, list[tuple[str, float | None]]]] = []
+        with self.lock:
+            states = sorted(self.state.items())
+            per_model = {
+                "last_success_timestamp_seconds": (
+                    "Unix time the last successful backup of the model ended (0: none recorded).",
+                    [(name, state.success) for name, state in states],
+                ),
+                "last_failure_timestamp_seconds": (
+                    "Unix time the last failed backup of the model ended (0: none recorded).",
+                    [(name, state.failure) for name, state in states],
+                ),
+                "last_duration_seconds": (
+                    "Duration of the model's last backup run, successful or not.",
+                    [(name, state.duration) for name, state in states],
+                ),
+                "last_archive_size_bytes": (
+                    "Size of the model's newest archive in its storage, read after its last success.",
+                    [(name, state.size) for name, state in states],
+                ),
+                "success_due_timestamp_seconds": (
+                    "Unix time of the model's first scheduled run after its last success (overdue after it plus"
+                    " the run's time).",
+                    [(name, self.due(name, zone)) for name, _ in states],
+                ),
+            }
+            upstream, up = self.upstream, self.scheduler_up
+        for suffix, (text, values) in per_model.items():
+            families.append((f"sqlserver_backup_{suffix}", text, values))
+        lines = []
+        for metric, text, values in families:
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} gauge"]
+            lines += [
+                f'{metric}{{model="{escape(name)}"}} {number(value)}' for name, value in values if value is not None
+            ]
+        lines += [
+            "# HELP sqlserver_backup_scheduler_up Whether GoBackup's scheduler answered the last reading (1 or 0).",
+            "# TYPE sqlserver_backup_scheduler_up gauge",
+            f"sqlserver_backup_scheduler_up {1 if up else 0}",
+        ]
+        return "\n".join(lines) + "\n" + upstream
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def number(value: float) -> str:
+    return f"{value:.17g}" if isinstance(value, float) else str(value)
+
+
+def handler_for(exporter: Exporter) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "backup-metrics"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.not_found()
+                return
+            body = exporter.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def not_found(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        # Only GET /metrics exists; every other method is 404 too.
+        do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = not_found
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # a line per scrape would flood docker logs
+
+    return Handler
+
+
+def scheduler_reader(document: Mapping[str, Any]) -> Callable[[], str] | None:
+    address = backupcfg.web_address(document)
+    if address is None:
+        return None
+    url = f"http://{address[0]}:{address[1]}/metrics"
+
+    def fetch() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+
+    return fetch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--port", type=int, required=True, help="port to serve /metrics on (all addresses)")
+    parser.add_argument("--config", type=Path, required=True, help="the GoBackup configuration in use")
+    arguments = parser.parse_args(argv)
+    # SIGTERM from the entrypoint: exit at once, the state file is always whole.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        document = backupcfg.load_lenient(arguments.config, os.environ)
+        fetch = scheduler_reader(document)
+        if fetch is None:
+            log("GoBackup's web server is disabled (web.enabled: false): only the saved state is served")
+        exporter = Exporter(document, backupcfg.state_dir(os.environ) / STATE_FILE, fetch)
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", arguments.port), handler_for(exporter))  # noqa: S104
+    except Exception as error:
+        log(f"error: not serving metrics: {type(error).__name__}: {error}")
+        return 1
+
+    def poll_forever() -> None:
+        while True:
+            try:
+                exporter.poll()
+            except Exception as error:  # never let one bad reading stop the metrics
+                exporter.tell("poll", f"error while reading the metrics: {type(error).__name__}: {error}")
+            time.sleep(POLL_SECONDS)
+
+    threading.Thread(target=poll_forever, daemon=True).start()
+    log(f"serving /metrics on 0.0.0.0:{arguments.port}")
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

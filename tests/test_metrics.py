@@ -1,0 +1,290 @@
+"""Prometheus metrics of the backups (image/backup-metrics.py): per model the
+last success and failure, the last duration and the size of the last archive,
+scraped from the one port the backup container publishes, while GoBackup's
+/api/* stays unreachable from outside. Unit tests first, then one stack of its
+own (deployed by playbooks/deploy.yml with metrics on) for the rest."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from conftest import REPO, TEST_VARS, ansible_playbook
+from minio import Minio
+
+sys.path.insert(0, str(REPO / "image"))
+spec = importlib.util.spec_from_file_location("backup_metrics", REPO / "image" / "backup-metrics.py")
+metrics = sys.modules["backup_metrics"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(metrics)
+
+DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
+
+
+def upstream(success: float = 0, failure: float = 0, count: int = 0, total: float = 0.0) -> str:
+    """GoBackup's /metrics text for model sales."""
+    lines = ["# HELP gobackup_last_timestamp Timestamp of the last backup attempt (Unix epoch)"]
+    lines += [f'gobackup_last_timestamp{{model="sales",status="success"}} {success}'] if success else []
+    lines += [f'gobackup_last_timestamp{{model="sales",status="failure"}} {failure}'] if failure else []
+    if count:
+        lines += [
+            f'gobackup_duration_seconds_sum{{model="sales"}} {total}',
+            f'gobackup_duration_seconds_count{{model="sales"}} {count}',
+        ]
+    lines += ["go_goroutines 12", 'promhttp_metric_handler_requests_total{code="200"} 3']
+    return "\n".join(lines) + "\n"
+
+
+def series(text: str) -> dict[str, float]:
+    """'name{labels}' -> value of every sample."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.MULTILINE)}
+
+
+def exporter(tmp_path: Path, readings: list[str], sizes: list[int | None] | None = None):
+    sizes = list(sizes or [])
+    fetched = iter(readings)
+    return metrics.Exporter(
+        DOCUMENT, tmp_path / "state.json", lambda: next(fetched), lambda storages: sizes.pop(0) if sizes else None
+    )
+
+
+def test_success_failure_duration_and_size_per_model(tmp_path: Path) -> None:
+    source = exporter(tmp_path, [upstream(), upstream(success=1000, count=1, total=4.5)], sizes=[12345])
+    source.poll()
+    first = series(source.render())
+    assert first['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 0
+    assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in first
+    source.poll()
+    after = series(source.render())
+    assert after['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert after['sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'] == 0
+    assert after['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.5
+    assert after['sqlserver_backup_last_archive_size_bytes{model="sales"}'] == 12345
+    assert after["sqlserver_backup_scheduler_up"] == 1
+    assert 'gobackup_duration_seconds_count{model="sales"}' in after, "GoBackup's own series are passed on"
+    assert "go_goroutines" not in after, "only gobackup_* series of GoBackup's"
+
+
+def test_the_duration_is_the_last_runs_even_across_a_gobackup_restart(tmp_path: Path) -> None:
+    source = exporter(
+        tmp_path,
+        [
+            upstream(failure=900, count=1, total=10.0),
+            upstream(success=1000, failure=900, count=2, total=13.0),
+            upstream(failure=1100, count=1, total=2.0),  # GoBackup started over
+        ],
+    )
+    durations = []
+    for _ in range(3):
+        source.poll()
+        durations.append(series(source.render())['sqlserver_backup_last_duration_seconds{model="sales"}'])
+    assert durations == [10.0, 3.0, 2.0]
+    final = series(source.render())
+    assert final['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000, "kept over the restart"
+    assert final['sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'] == 1100
+
+
+def test_what_is_known_survives_the_exporter_and_gobackup(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    exporter(tmp_path, [upstream(success=1000, count=1, total=4.0)], sizes=[77]).poll()
+    again = exporter(tmp_path, [upstream()])
+    again.poll()
+    values = series(again.render())
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert values['sqlserver_backup_last_archive_size_bytes{model="sales"}'] == 77
+    assert values['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.0
+    # The next run of "0 2 * * *" after the success (UTC).
+    assert values['sqlserver_backup_success_due_timestamp_seconds{model="sales"}'] == 7200
+
+
+def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, capsys) -> None:
+    def refuse() -> str:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    def broken(storages) -> int:
+        raise OSError("cannot reach http://minio:9000 (bucket b)")
+
+    source = metrics.Exporter(DOCUMENT, tmp_path / "state.json", refuse, broken)
+    source.poll()
+    source.poll()
+    assert series(source.render())["sqlserver_backup_scheduler_up"] == 0
+    source.fetch = lambda: upstream(success=1000)
+    source.poll()
+    source.poll()
+    errors = capsys.readouterr().err
+    assert errors.count("GoBackup's scheduler does not answer") == 1, "said once, not every few seconds"
+    assert errors.count("cannot read the size of model sales's last archive") == 1
+    assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in series(source.render())
+
+
+# --- The deployed stack ----------------------------------------------------------------
+
+ROOT = Path("/tmp/sqlserver-backup-metrics")
+PROJECT = "sqlserver-backup-metrics"
+BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
+METRICS_PORT = 31649
+MINIO_PORT = 31648
+BUCKET = "sqlserver-backups"
+PREFIX = "metrics/localhost"
+STACK_VARS = {
+    "dev_secrets_dir": str(ROOT / "secrets"),
+    "backup_stack_project": PROJECT,
+    "backup_stack_dir": str(ROOT / "stack"),
+    "backup_config_dir": str(ROOT / "stack" / "config"),
+    "backup_config_stack_dir": str(ROOT / "stack"),
+    "backup_image_build_dir": str(ROOT / "build"),
+    "minio_image_build_dir": str(ROOT / "minio-build"),
+    "backup_image_tag": "metrics",
+    "backup_stack_mssql_port": 31647,
+    "backup_stack_minio_port": MINIO_PORT,
+    "backup_config_minio_path_prefix": "metrics",
+    "backup_stack_metrics_enabled": True,
+    "backup_stack_metrics_port": METRICS_PORT,
+}
+OUTPUTS: list[str] = []
+
+
+def deploy(**overrides: object) -> None:
+    result = ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{TEST_VARS}",
+        "-e",
+        json.dumps({**STACK_VARS, **overrides}),
+        str(REPO / "playbooks" / "deploy.yml"),
+    )
+    OUTPUTS.append(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", str(ROOT)], check=True)
+    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
+    assert prepared.returncode == 0, prepared.stdout[-3000:]
+    deploy()
+    client = docker.from_env()
+    yield client
+    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", str(ROOT)], check=False)
+
+
+def request(host: str, port: int, path: str, method: str = "GET") -> tuple[int, str]:
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request(method, path, body=b"model=sales" if method == "POST" else None)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def scrape() -> dict[str, float]:
+    status, text = request("127.0.0.1", METRICS_PORT, "/metrics")
+    assert status == 200
+    return series(text)
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            values = scrape()
+        except OSError:
+            values = {}
+        if values and condition(values):
+            return values
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def perform_in_scheduler(client: docker.DockerClient, model: str) -> None:
+    """A run of the scheduler itself, through its loopback API inside the
+    container (a `docker exec gobackup perform` is a process of its own)."""
+    code = (
+        "import urllib.request; urllib.request.urlopen(urllib.request.Request("
+        f"'http://127.0.0.1:2703/api/perform', data=b'model={model}'), timeout=10)"
+    )
+    result = client.containers.get(BACKUP).exec_run(["python3", "-c", code])
+    assert result.exit_code == 0, result.output.decode()
+
+
+SUCCESS = 'sqlserver_backup_last_success_timestamp_seconds{model="sales"}'
+FAILURE = 'sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'
+DURATION = 'sqlserver_backup_last_duration_seconds{model="sales"}'
+SIZE = 'sqlserver_backup_last_archive_size_bytes{model="sales"}'
+
+
+def test_a_success_then_a_failure_of_a_model(stack: docker.DockerClient) -> None:
+    before = wait_for(lambda values: values["sqlserver_backup_scheduler_up"] == 1, "the scheduler is read")
+    perform_in_scheduler(stack, "sales")
+    done = wait_for(lambda v: v[SUCCESS] > before[SUCCESS] and SIZE in v, "the success and the archive's size")
+    assert done[FAILURE] == 0
+    assert done[DURATION] > 0
+    password = (ROOT / "secrets" / "minio_root_password").read_text().split()[0]
+    bucket = Minio(f"127.0.0.1:{MINIO_PORT}", "minio-admin", password, secure=False)
+    objects = {o.object_name: o.size for o in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/sales/")}
+    newest = max(name for name in objects if name.endswith(".tar"))
+    assert done[SIZE] == objects[newest], "the size of the archive in MinIO"
+    assert done['gobackup_total_attempts{model="sales",status="success"}'] >= 1
+
+    stack.containers.get(MINIO).stop(timeout=5)
+    try:
+        perform_in_scheduler(stack, "sales")
+        failed = wait_for(lambda v: v[FAILURE] > done[SUCCESS], "the failure while MinIO is down")
+    finally:
+        stack.containers.get(MINIO).start()
+    assert failed[SUCCESS] == done[SUCCESS]
+    assert failed[SIZE] == done[SIZE], "the size stays that of the last archive"
+    assert failed[FAILURE] >= failed[SUCCESS]
+    assert failed[DURATION] > 0
+    assert failed['gobackup_total_attempts{model="sales",status="failure"}'] == 1
+
+
+def test_only_metrics_answer_from_outside(stack: docker.DockerClient) -> None:
+    backup = stack.containers.get(BACKUP)
+    address = next(iter(backup.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    assert backup.attrs["HostConfig"]["PortBindings"] == {
+        f"{METRICS_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(METRICS_PORT)}]
+    }, "the metrics port is the only one published"
+    for host in ("127.0.0.1", address):
+        assert request(host, METRICS_PORT, "/metrics")[0] == 200
+        for path in ("/api/config", "/api/list?model=sales", "/api/log", "/status", "/", "/index.html", "/x"):
+            assert request(host, METRICS_PORT, path)[0] == 404, f"{host} {path}"
+        assert request(host, METRICS_PORT, "/api/perform", "POST")[0] == 404
+        with pytest.raises(ConnectionRefusedError):
+            request(host, 2703, "/api/config")
+    inside = backup.exec_run(["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:2703/status')"])
+    assert inside.exit_code == 0, "GoBackup's web server is still there for the health check, on the loopback"
+
+
+def test_the_metrics_outlive_a_restart(stack: docker.DockerClient) -> None:
+    before = scrape()
+    stack.containers.get(BACKUP).restart(timeout=30)
+    after = wait_for(lambda values: values["sqlserver_backup_scheduler_up"] == 1, "metrics after the restart")
+    for name in (SUCCESS, FAILURE, DURATION, SIZE):
+        assert after[name] == before[name], name
+    logs = stack.containers.get(BACKUP).logs().decode()
+    assert f"backup-metrics: serving /metrics on 0.0.0.0:{METRICS_PORT}" in logs
+    assert "Traceback" not in logs
+    secrets = [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
+    assert not [value for value in secrets if value in logs + "\n".join(OUTPUTS)]
+
+
+def test_without_metrics_no_port_is_published(stack: docker.DockerClient) -> None:
+    deploy(backup_stack_metrics_enabled=False)
+    backup = stack.containers.get(BACKUP)
+    assert not backup.attrs["HostConfig"]["PortBindings"]
+    assert not backup.attrs["Config"].get("ExposedPorts")
+    assert not any(value.startswith("METRICS_PORT=") for value in backup.attrs["Config"]["Env"])
+    processes = backup.exec_run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).output.decode()
+    assert "backup-metrics" not in processes
