@@ -2,7 +2,9 @@
 """Restore a GoBackup archive of this container's configuration into SQL Server.
 
   backup-restore --model sales --list
-  backup-restore --model sales [--archive 2026.11.23.02.00.00.tar] [--target-database Sales_copy] [--replace]
+  backup-restore --model sales --list-versions
+  backup-restore --model sales [--archive 2026.11.23.02.00.00.tar [--version-id ID]] [--target-database Sales_copy]
+                 [--replace]
   backup-restore --model sales --drill
   backup-verify [--model sales ...] [--all]
 
@@ -13,7 +15,10 @@ downloads the latest (or the named) archive from MinIO with the model's own key,
 decrypts it when the model has encrypt_with (openssl, the passphrase from the
 .env variable its password names), unpacks it in the work directory and imports
 the .bacpac with sqlpackage into a new database
-(<database>_restored_<archive time> unless named). An existing
+(<database>_restored_<archive time> unless named). On a versioned bucket
+(object lock) --list-versions lists every retained version of each archive,
+those that keep deleted (behind a delete marker) or a run overwrote included,
+and --version-id restores one of them. An existing
 target database is replaced only with --replace. --drill restores into a
 scratch database, counts the rows of every table of the package, drops the
 scratch database and prints one PASS or FAIL line. Exit status 0 on success.
@@ -143,11 +148,47 @@ class S3Storage:
                 return sizes
             token = match.group(1)
 
+    def versions(self) -> list[tuple[str, str, str]]:
+        """(archive name, version ID, state) of every version under the model's
+        path, oldest archive first; state is current, deleted (a delete marker
+        hides it) or noncurrent (a later version replaced it)."""
+        prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
+        found, markers, query = [], set(), {"versions": "", "prefix": prefix}
+        while True:
+            # The listing is XML this tool asked its own MinIO for.
+            root = ElementTree.fromstring(self._request("", query).read())  # noqa: S314
+            namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            for entry in root:
+                kind = entry.tag[len(namespace) :]
+                if kind not in {"Version", "DeleteMarker"}:
+                    continue
+                name = (entry.findtext(f"{namespace}Key") or "")[len(prefix) :]
+                if not name or name.startswith(STATE_FOLDER) or "/" in name:
+                    continue
+                latest = entry.findtext(f"{namespace}IsLatest") == "true"
+                if kind == "DeleteMarker":
+                    if latest:
+                        markers.add(name)
+                    continue
+                found.append((name, entry.findtext(f"{namespace}VersionId") or "", latest))
+            if root.findtext(f"{namespace}IsTruncated") != "true":
+                break
+            query = {
+                "versions": "",
+                "prefix": prefix,
+                "key-marker": root.findtext(f"{namespace}NextKeyMarker") or "",
+                "version-id-marker": root.findtext(f"{namespace}NextVersionIdMarker") or "",
+            }
+        return [
+            (name, version, "current" if latest else "deleted" if name in markers else "noncurrent")
+            for name, version, latest in sorted(found, key=lambda item: item[0])
+        ]
+
     def key(self, name: str) -> str:
         return "/".join(part for part in (self.path.strip("/"), name) if part)
 
-    def download(self, name: str, target: Path) -> None:
-        response = self._request(self.key(name), {})
+    def download(self, name: str, target: Path, version_id: str = "") -> None:
+        response = self._request(self.key(name), {"versionId": version_id} if version_id else {})
         with target.open("wb") as file:
             shutil.copyfileobj(response, file, length=1 << 20)
 
@@ -428,15 +469,32 @@ def restore(arguments: argparse.Namespace) -> int:
     storage, source = model_parts(document, arguments.model, arguments.timeout)
     database = restore_target(config, environment, arguments.model, source)
 
+    if arguments.list_versions:
+        versions = storage.versions()
+        lines = [f"{name} version={version} {state}" for name, version, state in versions]
+        print("\n".join(lines) if lines else f"no archive versions under {storage.bucket}/{storage.path}")
+        return 0
     archives = storage.archives()
     if arguments.list:
         print("\n".join(archives) if archives else f"no archives under {storage.bucket}/{storage.path}")
         return 0
-    if not archives:
-        raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
-    name = arguments.archive or archives[-1]
-    if name not in archives:
-        raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
+    if arguments.version_id:
+        # A retained version, perhaps behind a delete marker: the listing of
+        # current archives does not show it.
+        if not arguments.archive:
+            raise RestoreError("--version-id needs --archive, the archive's name (see --list-versions)")
+        if (arguments.archive, arguments.version_id) not in {(n, v) for n, v, _ in storage.versions()}:
+            raise RestoreError(
+                f"version {arguments.version_id} of {arguments.archive} is not in {storage.bucket}/{storage.path}"
+                " (see --list-versions)"
+            )
+        name = arguments.archive
+    else:
+        if not archives:
+            raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
+        name = arguments.archive or archives[-1]
+        if name not in archives:
+            raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
     kind = "drill" if arguments.drill else "restored"
     target = arguments.target_database or f"{database.name}_{kind}_{archive_time(name)}"
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", target):
@@ -444,8 +502,9 @@ def restore(arguments: argparse.Namespace) -> int:
 
     workdir = work_directory(document, "restore")
     try:
-        print(f"restore: downloading {storage.bucket}/{storage.path}/{name}", flush=True)
-        storage.download(name, workdir / name)
+        version = f" version {arguments.version_id}" if arguments.version_id else ""
+        print(f"restore: downloading {storage.bucket}/{storage.path}/{name}{version}", flush=True)
+        storage.download(name, workdir / name, arguments.version_id or "")
         plain = decrypt(workdir / name, arguments.model, document["models"][arguments.model], environment)
         package = unpack(plain, workdir / "unpacked", arguments.model)
         check_package(package)
@@ -501,10 +560,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="GoBackup model to restore")
     parser.add_argument("--archive", help="archive file name (default: the latest)")
+    parser.add_argument("--version-id", help="restore this retained version of --archive (see --list-versions)")
     parser.add_argument("--target-database", help="database to import into (default: a new name)")
     parser.add_argument("--replace", action="store_true", help="drop an existing target database first")
     parser.add_argument("--drill", action="store_true", help="restore into a scratch database, check it, drop it")
     parser.add_argument("--list", action="store_true", help="list the model's archives and exit")
+    parser.add_argument(
+        "--list-versions", action="store_true", help="list every retained version of the archives and exit"
+    )
     parser.add_argument("--config", type=Path, help="GoBackup configuration (default: the active one)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds for each MinIO request")
     arguments = parser.parse_args(argv)

@@ -5,14 +5,18 @@ backup container uses, created through MinIO's S3 and admin APIs."""
 from __future__ import annotations
 
 import json
+import re
 
 DOCUMENTATION = r"""
 module: minio_backup_access
 short_description: Create a bucket and a backup access key limited to one prefix
 description:
-  - Creates the bucket (optionally with versioning), a policy that allows only what GoBackup needs under
-    the prefix (put, get, list, delete, multipart, including its .gobackup-state/ key), a user whose access
-    key and secret are the backup key, and attaches the policy to that user. Idempotent; supports check mode.
+  - Creates the bucket (optionally with versioning, or with object lock and a default retention), a
+    lifecycle rule expiring noncurrent versions, MinIO's expiry of incomplete multipart uploads, a policy
+    that allows only what GoBackup needs under the prefix (put, get, list, delete, multipart, including its
+    .gobackup-state/ key) and denies what would defeat versioning and retention, a user whose access key
+    and secret are the backup key, and attaches the policy to that user. Idempotent; supports check mode.
+  - Object lock can only be enabled when a bucket is created; an existing bucket without it fails.
 options:
   endpoint: {description: MinIO URL as seen from where the module runs., type: str, required: true}
   root_user: {description: MinIO root (admin) user., type: str, required: true}
@@ -23,6 +27,18 @@ options:
   secret_key: {description: Secret key of the backup user., type: str, required: true, no_log: true}
   policy_name: {description: Name of the policy., type: str, required: true}
   versioning: {description: Enable bucket versioning., type: bool, default: false}
+  object_lock: {description: Create the bucket with object lock (implies versioning)., type: bool, default: false}
+  object_lock_mode:
+    {description: Default retention mode., type: str, choices: [GOVERNANCE, COMPLIANCE], default: GOVERNANCE}
+  object_lock_days: {description: Default retention in days., type: int, default: 30}
+  noncurrent_version_days: {description: Days until noncurrent versions expire (0 - never)., type: int, default: 14}
+  incomplete_upload_days:
+    description:
+      - Days after which MinIO aborts incomplete multipart uploads (0 - leave MinIO's setting, 24 hours by default).
+      - MinIO ignores AbortIncompleteMultipartUpload in lifecycle rules; this sets its server-wide
+        api stale_uploads_expiry instead.
+    type: int
+    default: 0
 requirements: [minio (Python SDK)]
 """
 
@@ -50,10 +66,17 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 try:
     import urllib3
     from minio import Minio
-    from minio.commonconfig import ENABLED
+    from minio.commonconfig import ENABLED, Filter
     from minio.credentials import StaticProvider
     from minio.error import MinioAdminException, S3Error
+    from minio.lifecycleconfig import (
+        Expiration,
+        LifecycleConfig,
+        NoncurrentVersionExpiration,
+        Rule,
+    )
     from minio.minioadmin import MinioAdmin
+    from minio.objectlockconfig import DAYS, ObjectLockConfig
     from minio.versioningconfig import VersioningConfig
 
     IMPORT_ERROR = None
@@ -61,8 +84,30 @@ except ImportError as error:  # pragma: no cover - reported by the module
     IMPORT_ERROR = error
 
 
+# The one lifecycle rule this module owns; other rules of the bucket are kept.
+LIFECYCLE_RULE_ID = "sqlserver-backup-versions"
+
+# Denied explicitly: MinIO lets s3:DeleteObject remove a version unless
+# s3:DeleteObjectVersion is denied, and a deny also wins over any group policy.
+DENIED_ACTIONS = [
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:DeleteObjectVersion",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:DeleteBucket",
+    "s3:ForceDeleteBucket",
+]
+
+
 class KeyShared(Exception):
     """The backup key is already scoped to another prefix."""
+
+
+class LockUnavailable(Exception):
+    """Object lock was asked for on a bucket created without it."""
 
 
 def backup_policy(bucket: str, prefix: str) -> dict:
@@ -92,8 +137,90 @@ def backup_policy(bucket: str, prefix: str) -> dict:
                 ],
                 "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
             },
+            {
+                # GoBackup's keep deletes without a version ID: a delete
+                # marker. Versions and their retention stay out of reach.
+                "Effect": "Deny",
+                "Action": DENIED_ACTIONS,
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            },
         ],
     }
+
+
+def lifecycle_rule(noncurrent_days: int):
+    """The bucket-wide rule: noncurrent versions (those keep deleted or a run
+    overwrote) expire, locked ones once their retention has ended, and a
+    delete marker left with no version behind it goes too. None when off."""
+    if noncurrent_days <= 0:
+        return None
+    return Rule(
+        ENABLED,
+        rule_filter=Filter(prefix=""),
+        rule_id=LIFECYCLE_RULE_ID,
+        noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days),
+        expiration=Expiration(expired_object_delete_marker=True),
+    )
+
+
+def stale_uploads(admin, days: int, apply: bool) -> list[str]:
+    """MinIO drops AbortIncompleteMultipartUpload from lifecycle rules and
+    aborts incomplete uploads after its own api stale_uploads_expiry."""
+    if days <= 0:
+        return []
+    wanted = f"{days * 24}h"
+    current = re.search(r"\bstale_uploads_expiry=(\S+)", admin.config_get("api"))
+    if current and current.group(1) == wanted:
+        return []
+    if apply:
+        admin.config_set("api", {"stale_uploads_expiry": wanted})
+    return [f"abort incomplete multipart uploads after {wanted} (MinIO api stale_uploads_expiry)"]
+
+
+def bucket_settings(root, bucket: str, params: dict, created: bool, apply: bool) -> list[str]:
+    """Versioning, object lock retention and the lifecycle rule of the bucket."""
+    actions = []
+    if params["object_lock"] and not created:
+        try:
+            current_lock = root.get_object_lock_config(bucket)
+        except S3Error as error:
+            if error.code != "ObjectLockConfigurationNotFoundError":
+                raise
+            raise LockUnavailable(
+                f"bucket {bucket} exists without object lock, and object lock can only be enabled when a bucket"
+                f" is created. minio_setup_object_lock is true: name a new bucket (backup_config_minio_bucket,"
+                f" which the playbooks pass as minio_setup_bucket) and copy the archives to keep into it"
+                f" (mc mirror), or set minio_setup_object_lock to false for {bucket}"
+            ) from None
+    else:
+        current_lock = None
+    # Object lock implies versioning: MinIO turns it on with the lock.
+    wants_versioning = (params["versioning"] or params["object_lock"]) and not (created and params["object_lock"])
+    if wants_versioning and (created or root.get_bucket_versioning(bucket).status != ENABLED):
+        actions.append(f"enable versioning on {bucket}")
+        if apply:
+            root.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    if params["object_lock"]:
+        mode, days = params["object_lock_mode"], params["object_lock_days"]
+        wanted_lock = ObjectLockConfig(mode, days, DAYS)
+        if current_lock != wanted_lock:
+            actions.append(f"set the default retention of {bucket} to {mode} {days} days")
+            if apply:
+                root.set_object_lock_config(bucket, wanted_lock)
+
+    wanted_rule = lifecycle_rule(params["noncurrent_version_days"])
+    current = None if created else root.get_bucket_lifecycle(bucket)
+    others = [rule for rule in (current.rules if current else []) if rule.rule_id != LIFECYCLE_RULE_ID]
+    ours = [rule for rule in (current.rules if current else []) if rule.rule_id == LIFECYCLE_RULE_ID]
+    if ours != ([wanted_rule] if wanted_rule else []):
+        actions.append(f"{'write' if wanted_rule else 'remove'} lifecycle rule {LIFECYCLE_RULE_ID} on {bucket}")
+        if apply:
+            rules = others + ([wanted_rule] if wanted_rule else [])
+            if rules:
+                root.set_bucket_lifecycle(bucket, LifecycleConfig(rules))
+            else:
+                root.delete_bucket_lifecycle(bucket)
+    return actions
 
 
 def normalised(policy: dict) -> str:
@@ -133,19 +260,17 @@ def run(module: AnsibleModule) -> list[str]:
 
     created = not root.bucket_exists(bucket)
     if created:
-        actions.append(f"create bucket {bucket}")
+        actions.append(f"create bucket {bucket}" + (" with object lock" if params["object_lock"] else ""))
         if apply:
             try:
-                root.make_bucket(bucket)
+                root.make_bucket(bucket, object_lock=params["object_lock"])
             except S3Error as error:
                 # Several hosts set up at once race to create the one bucket;
                 # the loser finds it made, which is what it wanted.
                 if error.code != "BucketAlreadyOwnedByYou":
                     raise
-    if params["versioning"] and (created or root.get_bucket_versioning(bucket).status != ENABLED):
-        actions.append(f"enable versioning on {bucket}")
-        if apply:
-            root.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    actions += bucket_settings(root, bucket, params, created, apply)
+    actions += stale_uploads(admin, params["incomplete_upload_days"], apply)
 
     wanted = backup_policy(bucket, prefix)
     try:
@@ -199,6 +324,11 @@ def main() -> None:
             "secret_key": {"type": "str", "required": True, "no_log": True},
             "policy_name": {"type": "str", "required": True},
             "versioning": {"type": "bool", "default": False},
+            "object_lock": {"type": "bool", "default": False},
+            "object_lock_mode": {"type": "str", "choices": ["GOVERNANCE", "COMPLIANCE"], "default": "GOVERNANCE"},
+            "object_lock_days": {"type": "int", "default": 30},
+            "noncurrent_version_days": {"type": "int", "default": 14},
+            "incomplete_upload_days": {"type": "int", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -206,6 +336,8 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("minio"), exception=str(IMPORT_ERROR))
     try:
         actions = run(module)
+    except (KeyShared, LockUnavailable) as error:
+        module.fail_json(msg=str(error))
     except (OSError, urllib3.exceptions.HTTPError) as error:
         if not module.check_mode:
             module.fail_json(msg=f"MinIO at {module.params['endpoint']} (bucket {module.params['bucket']}): {error}")

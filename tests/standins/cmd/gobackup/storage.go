@@ -316,6 +316,10 @@ func (s *s3Storage) upload(fileKey string) error {
 	return nil
 }
 
+// delete removes the key without a version ID, as upstream: on a versioned
+// (object lock) bucket that adds a delete marker and the version stays.
+// Upstream v3.1.1 was observed uploading to a locked MinIO bucket without
+// Content-MD5, single and multipart alike; this does the same calls.
 func (s *s3Storage) delete(fileKey string) error {
 	_, err := s.client.S3.DeleteObject(&s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(filepath.Join(s.path, fileKey))})
 	return err
