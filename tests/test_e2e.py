@@ -707,6 +707,43 @@ def test_sql_server_failures_fail_clearly_and_upload_nothing(stack, client, buck
     assert archives(bucket, "once/failcase") == []
 
 
+def test_sql_server_going_away_mid_export_fails_clearly_and_uploads_nothing(stack, client, bucket) -> None:
+    backup, mssql = client.containers.get(BACKUP), client.containers.get(MSSQL)
+    before = archives(bucket, "inventory")
+    # Paused, SQL Server holds the export open; killed, it goes away under it.
+    mssql.pause()
+    results: list = []
+    try:
+        perform = threading.Thread(
+            target=lambda: results.append(
+                backup.exec_run(["gobackup", "perform", "-c", "/etc/gobackup/gobackup.yml", "-m", "inventory"])
+            )
+        )
+        perform.start()
+        wait_until(
+            lambda: "inventory" in backup.exec_run(["sh", "-c", "ls /tmp/gobackup/[0-9]*/"]).output.decode(),
+            "the export started",
+        )
+        time.sleep(2)
+    finally:
+        mssql.kill()
+    perform.join(timeout=600)
+    status, output = results[0].exit_code, results[0].output.decode()
+    mssql.start()
+    try:
+        assert status != 0, output[-3000:]
+        # GoBackup's mssql error, with sqlpackage's reason after it.
+        assert "-> Dump error: " in output, output[-3000:]
+        assert "Uploaded:" not in output
+        assert archives(bucket, "inventory") == before, "nothing uploaded"
+    finally:
+        wait_until(
+            lambda: client.containers.get(MSSQL).attrs["State"].get("Health", {}).get("Status") == "healthy",
+            "SQL Server is back",
+            120,
+        )
+
+
 def test_unreachable_sql_server_stops_the_start(stack, client, tmp_path) -> None:
     status, log = run_once(client, tmp_path / "work", MSSQL_HOST="nosuchhost", CONNECT_TIMEOUT="2")
     assert status == 1
@@ -726,25 +763,43 @@ def test_storage_failures_name_the_storage_and_keep_a_local_copy(stack, client, 
     assert list((tmp_path / "work" / "local" / "failcase").glob("*.tar")), "the archive survives on the work volume"
 
 
-def test_minio_outage_fails_the_run_but_not_the_daemon(stack, client, bucket) -> None:
-    before = len(archives(bucket, "sales"))
-    client.containers.get(MINIO).stop()
+def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, client, bucket) -> None:
+    before = archives(bucket, "sales")
+    backup, minio = client.containers.get(BACKUP), client.containers.get(MINIO)
+    perform = client.api.exec_create(BACKUP, ["gobackup", "perform", "-c", "/etc/gobackup/gobackup.yml", "-m", "sales"])
+    output: list[str] = []
+    # A paused MinIO accepts the upload's connection and never answers: the
+    # upload is under way when MinIO then stops.
+    minio.pause()
     try:
-        failed = playbook("backup_now.yml", "-e", "backup_now_models=sales", check=False)
-        assert failed.returncode != 0
-        assert "uploading to http://minio:9000 bucket sqlserver-backups" in failed.stdout
-        backup = client.containers.get(BACKUP)
-        assert backup.status == "running"
-        kept = backup.exec_run(["sh", "-c", "ls /tmp/gobackup/local/sales"]).output.decode().split()
-        assert kept, "the failed run left its archive on the work volume"
+        reader = threading.Thread(
+            target=lambda: output.extend(
+                chunk.decode(errors="replace") for chunk in client.api.exec_start(perform, stream=True)
+            )
+        )
+        reader.start()
+        wait_until(lambda: "[MinIO] -> Uploading" in "".join(output), "the upload started", 120)
+        time.sleep(2)
     finally:
-        client.containers.get(MINIO).start()
-    deadline = time.monotonic() + 60
-    while client.containers.get(MINIO).attrs["State"].get("Health", {}).get("Status") != "healthy":
-        assert time.monotonic() < deadline
-        time.sleep(1)
+        minio.stop(timeout=5)
+    reader.join(timeout=600)
+    log = "".join(output)
+    assert client.api.exec_inspect(perform)["ExitCode"] != 0, log[-3000:]
+    # GoBackup's error names the endpoint the upload went to.
+    assert "minio:9000" in log.split("[MinIO] -> Uploading", 1)[1], log[-3000:]
+    backup.reload()
+    assert backup.status == "running", "the daemon keeps running"
+    kept = backup.exec_run(["sh", "-c", "ls /tmp/gobackup/local/sales"]).output.decode().split()
+    assert kept, "the failed run left its archive on the work volume"
+    minio.start()
+    wait_until(
+        lambda: client.containers.get(MINIO).attrs["State"].get("Health", {}).get("Status") == "healthy",
+        "MinIO is back",
+        60,
+    )
+    assert archives(bucket, "sales") == before, "no object, whole or partial, at the archive's key"
     playbook("backup_now.yml", "-e", "backup_now_models=sales")
-    assert len(archives(bucket, "sales")) == before + 1
+    assert len(archives(bucket, "sales")) == len(before) + 1
 
 
 def test_a_paused_scheduler_makes_the_container_unhealthy(stack, client) -> None:
@@ -761,30 +816,32 @@ def test_a_paused_scheduler_makes_the_container_unhealthy(stack, client) -> None
         backup.exec_run(["sh", "-c", f"kill -CONT {scheduler}"])
 
 
+MINUTE_SCHEDULE = [
+    {
+        "name": "sales",
+        "database": "SalesDemo",
+        "host": "mssql",
+        "password": "{{ dev_mssql_sa_password }}",
+        "trust_server_certificate": True,
+        "schedule": "* * * * *",
+        "keep": 2,
+    },
+    {
+        "name": "inventory",
+        "database": "InventoryDemo",
+        "host": "mssql",
+        "password": "{{ dev_mssql_sa_password }}",
+        "trust_server_certificate": True,
+        # robfig/cron's @every, which GoBackup accepts: the health probe too.
+        "schedule": "@every 1m",
+        "keep": 100,
+    },
+]
+
+
 def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucket) -> None:
-    minute_schedule = [
-        {
-            "name": "sales",
-            "database": "SalesDemo",
-            "host": "mssql",
-            "password": "{{ dev_mssql_sa_password }}",
-            "trust_server_certificate": True,
-            "schedule": "* * * * *",
-            "keep": 2,
-        },
-        {
-            "name": "inventory",
-            "database": "InventoryDemo",
-            "host": "mssql",
-            "password": "{{ dev_mssql_sa_password }}",
-            "trust_server_certificate": True,
-            # robfig/cron's @every, which GoBackup accepts: the health probe too.
-            "schedule": "@every 1m",
-            "keep": 100,
-        },
-    ]
     started = client.containers.get(BACKUP).attrs["State"]["StartedAt"]
-    playbook("deploy.yml", "-e", json.dumps({"backup_config_databases": minute_schedule}))
+    playbook("deploy.yml", "-e", json.dumps({"backup_config_databases": MINUTE_SCHEDULE}))
     backup = client.containers.get(BACKUP)
     assert backup.attrs["State"]["StartedAt"] != started, "a configuration change restarts the container"
     inventory_before = archives(bucket, "inventory")
@@ -820,6 +877,25 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
     backup.reload()
     assert backup.attrs["RestartCount"] == 0, "the daemon stayed up across the scheduled runs"
     assert backup.exec_run(["docker-healthcheck"]).exit_code == 0
+
+
+def test_a_lost_state_volume_is_recovered_from_the_bucket(stack, client, bucket) -> None:
+    """keep's record of what it wrote has a copy in the bucket: with an empty
+    state volume, the next run still prunes what was written before the loss."""
+    client.containers.get(BACKUP).remove(force=True)
+    client.volumes.get(f"{PROJECT}_state").remove()
+    before = archives(bucket, "sales")
+    assert len(before) >= 2
+    playbook("deploy.yml", "-e", json.dumps({"backup_config_databases": MINUTE_SCHEDULE}))
+    backup = client.containers.get(BACKUP)
+    wait_until(lambda: "[Cycler] Removed" in backup.logs().decode(), "the first run after the loss pruned", 240)
+    time.sleep(3)
+    after = archives(bucket, "sales")
+    assert len(after) == 2, (before, after)
+    assert after[0] == before[-1], "the newest archive from before the loss is kept"
+    assert not set(before[:-1]) & set(after), "older ones, written before the loss, are pruned"
+    state = json.loads(bucket.get_object(BUCKET, f"{PREFIX}/sales/.gobackup-state/sales_minio.json").read())
+    assert [entry["file_key"] for entry in state] == after, "no archive orphaned: all are in keep's record"
 
 
 def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_success(stack, client, bucket) -> None:
