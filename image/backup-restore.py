@@ -88,7 +88,7 @@ class S3Storage:
     secret_key: str
     timeout: float
 
-    def _request(self, key: str, query: Mapping[str, str]) -> http.client.HTTPResponse:
+    def _request(self, key: str, query: Mapping[str, str], method: str = "GET") -> http.client.HTTPResponse:
         url = urlsplit(self.endpoint)
         now = datetime.datetime.now(datetime.timezone.utc)
         stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -98,7 +98,7 @@ class S3Storage:
         headers = {"host": url.netloc, "x-amz-content-sha256": payload, "x-amz-date": stamp}
         signed = ";".join(sorted(headers))
         canonical = "\n".join(
-            ["GET", uri, canonical_query, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload]
+            [method, uri, canonical_query, "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload]
         )
         scope = f"{day}/{self.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
@@ -112,11 +112,11 @@ class S3Storage:
         connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(url.netloc, timeout=self.timeout)
         try:
-            connection.request("GET", uri + (f"?{canonical_query}" if canonical_query else ""), headers=headers)
+            connection.request(method, uri + (f"?{canonical_query}" if canonical_query else ""), headers=headers)
             response = connection.getresponse()
         except OSError as error:
             raise RestoreError(f"cannot reach {self.endpoint} (bucket {self.bucket}): {error}") from None
-        if response.status != 200:
+        if response.status not in (200, 204):
             body = response.read().decode(errors="replace")
             code = re.search(r"<Code>(.*?)</Code>", body)
             raise RestoreError(
@@ -186,6 +186,35 @@ class S3Storage:
 
     def key(self, name: str) -> str:
         return "/".join(part for part in (self.path.strip("/"), name) if part)
+
+    def incomplete_uploads(self) -> list[tuple[str, str, str]]:
+        """(key, upload ID, initiated) of each multipart upload begun under the
+        model's path and neither completed nor aborted."""
+        prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
+        found, query = [], {"uploads": "", "prefix": prefix}
+        while True:
+            # The listing is XML this tool asked its own MinIO for.
+            root = ElementTree.fromstring(self._request("", query).read())  # noqa: S314
+            namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            for upload in root.iter(f"{namespace}Upload"):
+                found.append(
+                    (
+                        upload.findtext(f"{namespace}Key") or "",
+                        upload.findtext(f"{namespace}UploadId") or "",
+                        upload.findtext(f"{namespace}Initiated") or "",
+                    )
+                )
+            if root.findtext(f"{namespace}IsTruncated") != "true":
+                return found
+            query = {
+                "uploads": "",
+                "prefix": prefix,
+                "key-marker": root.findtext(f"{namespace}NextKeyMarker") or "",
+                "upload-id-marker": root.findtext(f"{namespace}NextUploadIdMarker") or "",
+            }
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self._request(key, {"uploadId": upload_id}, method="DELETE").read()
 
     def download(self, name: str, target: Path, version_id: str = "") -> None:
         response = self._request(self.key(name), {"versionId": version_id} if version_id else {})
@@ -554,9 +583,38 @@ def verify_main(argv: list[str] | None) -> int:
     return 2
 
 
+def cleanup_main(argv: list[str] | None) -> int:
+    """Aborts the multipart uploads a run cut off (the container killed
+    mid-upload) left under each model's path: the entrypoint runs it before
+    GoBackup starts, when no upload of this host can be under way."""
+    parser = argparse.ArgumentParser(prog="backup-cleanup", description=cleanup_main.__doc__.split(":")[0])
+    parser.add_argument("--config", type=Path, help="GoBackup configuration (default: the active one)")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds for each MinIO request")
+    arguments = parser.parse_args(argv)
+    try:
+        document, _ = backupcfg.load(active_config(arguments.config), backupcfg.resolve_file_env(os.environ))
+        for model, body in sorted(document["models"].items()):
+            for storage in (body.get("storages") or {}).values():
+                if storage.get("type") not in backupcfg.S3_STORAGE_TYPES:
+                    continue
+                target = s3_storage(storage, arguments.timeout)
+                for key, upload_id, initiated in target.incomplete_uploads():
+                    target.abort_upload(key, upload_id)
+                    print(f"backup-cleanup: model {model}: aborted the incomplete upload of {key} (begun {initiated})")
+    except backupcfg.ConfigError as error:
+        print(f"backup-cleanup: {'; '.join(error.reasons)}", file=sys.stderr)
+        return 2
+    except (RestoreError, OSError, http.client.HTTPException, ElementTree.ParseError) as error:
+        print(f"backup-cleanup: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if Path(sys.argv[0]).name == "backup-verify":
         return verify_main(argv)
+    if Path(sys.argv[0]).name == "backup-cleanup":
+        return cleanup_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="GoBackup model to restore")
     parser.add_argument("--archive", help="archive file name (default: the latest)")

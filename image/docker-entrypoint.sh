@@ -9,6 +9,7 @@ readonly BUNDLED_TEMPLATE="${GOBACKUP_TEMPLATE:-/usr/local/share/gobackup/goback
 readonly STATE_DIR="${GOBACKUP_STATE_DIR:-${HOME:-/var/lib/gobackup}}"
 readonly BACKUPCFG="${BACKUPCFG:-/usr/local/lib/gobackup-image/backupcfg.py}"
 readonly METRICS_EXPORTER="${METRICS_EXPORTER:-/usr/local/bin/backup-metrics}"
+readonly BACKUP_CLEANUP="${BACKUP_CLEANUP:-/usr/local/bin/backup-cleanup}"
 # Notifiers and after_script run after GoBackup has removed a run's temp
 # folder: a stop gives them this many seconds before GoBackup is stopped.
 readonly AFTER_RUN_SECONDS=3
@@ -315,6 +316,10 @@ main() {
   workdir="$(python3 "${BACKUPCFG}" workdir "${config}")" || die "cannot read the workdir of ${config}"
   export TMPDIR="${TMPDIR:-${workdir}/tmp}"
   mkdir -p "${TMPDIR}"
+  # A run cut off mid-upload (the container killed) leaves its multipart
+  # upload in the bucket; none of this host's can be under way now.
+  "${BACKUP_CLEANUP}" --config "${config}" --timeout 20 ||
+    log "warning: could not clean up interrupted uploads (reason above); backups go on"
   local status=0
   if [[ "${RUN_MODE}" == once ]]; then
     log "running every model once"

@@ -802,6 +802,48 @@ def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, clien
     assert len(archives(bucket, "sales")) == len(before) + 1
 
 
+def test_a_container_killed_mid_upload_leaves_no_object_and_the_next_run_cleans_up(stack, client, bucket, tmp_path):
+    prefix = f"{PREFIX}/once/cutoff/"
+    # An export of a size GoBackup uploads in several 64 MiB parts; the size
+    # comes from the environment, so the next run can be quick.
+    export = tmp_path / "sqlpackage"
+    export.write_text(
+        "#!/bin/sh\n"
+        'for argument in "$@"; do case "$argument" in /TargetFile:*) target="${argument#/TargetFile:}";; esac; done\n'
+        'head -c "${FAKE_EXPORT_SIZE}" /dev/urandom > "$target"\n'
+    )
+    export.chmod(0o755)
+    volumes = {str(export): {"bind": "/usr/local/sqlpackage/sqlpackage", "mode": "ro"}}
+
+    def uploads() -> list:
+        return bucket._list_multipart_uploads(BUCKET, prefix=prefix).uploads
+
+    cut = start_once(client, tmp_path / "work", volumes, BACKUP_MODEL="cutoff", FAKE_EXPORT_SIZE="300M")
+    try:
+        # Killed once the first part is in MinIO and the rest is not.
+        wait_until(
+            lambda: any(bucket._list_parts(BUCKET, up.object_name, up.upload_id).parts for up in uploads()),
+            "a part of the upload reached MinIO",
+            300,
+        )
+        cut.kill()
+    finally:
+        cut.remove(force=True)
+    left = uploads()
+    assert len(left) == 1, "the cut-off upload is still open in MinIO"
+    assert not list(bucket.list_objects(BUCKET, prefix=prefix)), "no object, whole or partial, at the archive's key"
+
+    status, log = run_once(client, tmp_path / "work", volumes, BACKUP_MODEL="cutoff", FAKE_EXPORT_SIZE="1M")
+    try:
+        assert status == 0, log[-3000:]
+        assert f"backup-cleanup: model cutoff: aborted the incomplete upload of {left[0].object_name}" in log
+        assert uploads() == [], "the upload left behind is gone"
+        assert len(archives(bucket, "once/cutoff")) == 1, "the next run uploaded its archive"
+    finally:
+        for obj in bucket.list_objects(BUCKET, prefix=prefix, recursive=True):
+            bucket.remove_object(BUCKET, obj.object_name)
+
+
 def test_a_paused_scheduler_makes_the_container_unhealthy(stack, client) -> None:
     backup = client.containers.get(BACKUP)
     assert backup.exec_run(["docker-healthcheck"]).exit_code == 0
