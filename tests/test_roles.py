@@ -120,6 +120,16 @@ def config_of(out: Path, host: str) -> dict:
     return yaml.safe_load((out / host / "gobackup.yml").read_text())
 
 
+def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
+    copied = set()
+    for line in (REPO / "image" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied.update(part for part in line.split()[1:-1] if not part.startswith("artifacts/"))
+    context = yaml.safe_load((REPO / "roles" / "backup_image" / "vars" / "main.yml").read_text())
+    assert copied <= set(context["_backup_image_context_files"])
+    assert copied | {"Dockerfile"} == {path.name for path in (REPO / "image").iterdir()}, "every image file is used"
+
+
 def test_each_host_gets_its_own_models_and_paths(production) -> None:
     out, _ = production
     first = config_of(out, "sqlbackup-01.example.internal")["models"]
