@@ -8,6 +8,7 @@ readonly MOUNTED_CONFIG="${GOBACKUP_CONFIG:-/etc/gobackup/gobackup.yml}"
 readonly BUNDLED_TEMPLATE="${GOBACKUP_TEMPLATE:-/usr/local/share/gobackup/gobackup.yml.template}"
 readonly STATE_DIR="${GOBACKUP_STATE_DIR:-${HOME:-/var/lib/gobackup}}"
 readonly BACKUPCFG="${BACKUPCFG:-/usr/local/lib/gobackup-image/backupcfg.py}"
+readonly NOTIFY_RELAY="${NOTIFY_RELAY:-/usr/local/bin/notify-relay}"
 # Notifiers and after_script run after GoBackup has removed a run's temp
 # folder: a stop gives them this many seconds before GoBackup is stopped.
 readonly AFTER_RUN_SECONDS=3
@@ -127,6 +128,23 @@ check_connectivity() {
   [[ "${RUN_MODE}" == daemon ]] ||
     die "${failures} endpoint(s) unreachable (set SKIP_HEALTH_CHECK=true to start anyway)"
   log "warning: ${failures} endpoint(s) unreachable; starting the scheduler anyway: backups fail until they are back"
+}
+
+# GoBackup's notifiers post to notify-relay on the loopback (it removes the
+# secrets from what they send): started when the config has notifiers, and
+# listening before GoBackup can run a model. It ends with the container.
+start_notify_relay() {
+  local config="$1" port
+  port="$(python3 "${BACKUPCFG}" notify-port "${config}")" || die "cannot read the notifiers of ${config}"
+  [[ -n "${port}" ]] || return 0
+  BACKUPCFG_DIR="$(dirname "${BACKUPCFG}")" python3 "${NOTIFY_RELAY}" "${config}" &
+  local tries
+  for ((tries = 0; tries < 100; tries++)); do
+    check_reachable 127.0.0.1 "${port}" && return 0
+    kill -0 $! 2>/dev/null || die "the notification relay did not start (reason above)"
+    sleep 0.1
+  done
+  die "the notification relay does not listen on 127.0.0.1:${port}"
 }
 
 # GoBackup's web server (gin) logs every request to stdout: the health check's
@@ -293,6 +311,7 @@ main() {
   workdir="$(python3 "${BACKUPCFG}" workdir "${config}")" || die "cannot read the workdir of ${config}"
   export TMPDIR="${TMPDIR:-${workdir}/tmp}"
   mkdir -p "${TMPDIR}"
+  start_notify_relay "${config}"
   local status=0
   if [[ "${RUN_MODE}" == once ]]; then
     log "running every model once"
