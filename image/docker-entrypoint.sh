@@ -10,6 +10,7 @@ readonly STATE_DIR="${GOBACKUP_STATE_DIR:-${HOME:-/var/lib/gobackup}}"
 readonly BACKUPCFG="${BACKUPCFG:-/usr/local/lib/gobackup-image/backupcfg.py}"
 readonly METRICS_EXPORTER="${METRICS_EXPORTER:-/usr/local/bin/backup-metrics}"
 readonly BACKUP_CLEANUP="${BACKUP_CLEANUP:-/usr/local/bin/backup-cleanup}"
+readonly NOTIFY_RELAY="${NOTIFY_RELAY:-/usr/local/bin/notify-relay}"
 # Notifiers and after_script run after GoBackup has removed a run's temp
 # folder: a stop gives them this many seconds before GoBackup is stopped.
 readonly AFTER_RUN_SECONDS=3
@@ -132,6 +133,23 @@ check_connectivity() {
   [[ "${RUN_MODE}" == daemon ]] ||
     die "${failures} endpoint(s) unreachable (set SKIP_HEALTH_CHECK=true to start anyway)"
   log "warning: ${failures} endpoint(s) unreachable; starting the scheduler anyway: backups fail until they are back"
+}
+
+# GoBackup's notifiers post to notify-relay on the loopback (it removes the
+# secrets from what they send): started when the config has notifiers, and
+# listening before GoBackup can run a model. It ends with the container.
+start_notify_relay() {
+  local config="$1" port
+  port="$(python3 "${BACKUPCFG}" notify-port "${config}")" || die "cannot read the notifiers of ${config}"
+  [[ -n "${port}" ]] || return 0
+  BACKUPCFG_DIR="$(dirname "${BACKUPCFG}")" python3 "${NOTIFY_RELAY}" "${config}" &
+  local tries
+  for ((tries = 0; tries < 100; tries++)); do
+    check_reachable 127.0.0.1 "${port}" && return 0
+    kill -0 $! 2>/dev/null || die "the notification relay did not start (reason above)"
+    sleep 0.1
+  done
+  die "the notification relay does not listen on 127.0.0.1:${port}"
 }
 
 # GoBackup's web server (gin) logs every request to stdout: the health check's
@@ -320,6 +338,7 @@ main() {
   # upload in the bucket; none of this host's can be under way now.
   "${BACKUP_CLEANUP}" --config "${config}" --timeout 20 ||
     log "warning: could not clean up interrupted uploads (reason above); backups go on"
+  start_notify_relay "${config}"
   local status=0
   if [[ "${RUN_MODE}" == once ]]; then
     log "running every model once"

@@ -541,7 +541,17 @@ def run_backupcfg(*arguments: str, env: dict[str, str] | None = None) -> subproc
 def test_secret_variables_are_listed_once() -> None:
     result = run_backupcfg("secret-variables")
     assert result.returncode == 0
-    assert result.stdout.split() == ["MSSQL_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "RESTORE_MSSQL_PASSWORD"]
+    assert result.stdout.split() == [
+        "MSSQL_PASSWORD",
+        "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY",
+        "RESTORE_MSSQL_PASSWORD",
+        "NOTIFY_WEBHOOK_URL",
+        "NOTIFY_WEBHOOK_HEADERS",
+        "NOTIFY_SLACK_URL",
+        "NOTIFY_SMTP_USERNAME",
+        "NOTIFY_SMTP_PASSWORD",
+    ]
 
 
 def test_only_secret_variables_come_from_files(tmp_path: Path) -> None:

@@ -44,10 +44,10 @@ func perform(m modelConfig) (err error) {
 		status := "success"
 		if err != nil {
 			lg.error(err)
-			notify(m, fmt.Sprintf("[GoBackup] Err: Backup %s has failed", m.name), err.Error(), false)
+			notifyFailure(m, err.Error())
 			status = "failure"
 		} else {
-			notify(m, fmt.Sprintf("[GoBackup] OK: Backup %s has successfully", m.name), "", true)
+			notifySuccess(m)
 		}
 		totalAttempts.WithLabelValues(m.name, status).Inc()
 		lastTimestamp.WithLabelValues(m.name, status).Set(float64(time.Now().Unix()))
@@ -111,16 +111,6 @@ func (m modelConfig) after() {
 			lg.error(err)
 		}
 	}
-}
-
-// notify runs the model's notifiers; none is implemented by the stand-in.
-func notify(m modelConfig, title, message string, success bool) {
-	lg := tag("Notifier")
-	lg.infof("Running %d Notifiers", len(m.notifiers))
-	for name := range m.notifiers {
-		lg.error(fmt.Errorf("Notifier: %s is not supported", name))
-	}
-	_, _, _ = title, message, success
 }
 
 // compress tars <model>/ from the temp dir with the external tar (GNU tar:
