@@ -769,7 +769,8 @@ def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, clien
     perform = client.api.exec_create(BACKUP, ["gobackup", "perform", "-c", "/etc/gobackup/gobackup.yml", "-m", "sales"])
     output: list[str] = []
     # A paused MinIO accepts the upload's connection and never answers: the
-    # upload is under way when MinIO then stops.
+    # upload is under way when MinIO then dies (killed: a stop would let it
+    # finish the request it holds).
     minio.pause()
     try:
         reader = threading.Thread(
@@ -781,7 +782,7 @@ def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, clien
         wait_until(lambda: "[MinIO] -> Uploading" in "".join(output), "the upload started", 120)
         time.sleep(2)
     finally:
-        minio.stop(timeout=5)
+        minio.kill()
     reader.join(timeout=600)
     log = "".join(output)
     assert client.api.exec_inspect(perform)["ExitCode"] != 0, log[-3000:]
