@@ -191,12 +191,16 @@ class S3Storage:
         """(key, upload ID, initiated) of each multipart upload begun under the
         model's path and neither completed nor aborted."""
         prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
-        found, query = [], {"uploads": "", "prefix": prefix}
+        # Listed without a prefix, then filtered: MinIO lists a multipart
+        # upload only under a prefix that is its whole key.
+        found, query = [], {"uploads": ""}
         while True:
             # The listing is XML this tool asked its own MinIO for.
             root = ElementTree.fromstring(self._request("", query).read())  # noqa: S314
             namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
             for upload in root.iter(f"{namespace}Upload"):
+                if not (upload.findtext(f"{namespace}Key") or "").startswith(prefix):
+                    continue
                 found.append(
                     (
                         upload.findtext(f"{namespace}Key") or "",
@@ -208,7 +212,6 @@ class S3Storage:
                 return found
             query = {
                 "uploads": "",
-                "prefix": prefix,
                 "key-marker": root.findtext(f"{namespace}NextKeyMarker") or "",
                 "upload-id-marker": root.findtext(f"{namespace}NextUploadIdMarker") or "",
             }
