@@ -31,11 +31,16 @@ all are OK, 1 when one is corrupt or a model has none, 2 when it could not
 check (MinIO unreachable, bad configuration).
 Secrets are read from the configuration's .env or *_FILE variables; the SQL
 password reaches sqlcmd through SQLCMDPASSWORD, never its command line.
+Under the name sqlpackage (first on the image's PATH, so GoBackup runs it) this
+program runs the real sqlpackage with the same arguments; when an export fails
+for lack of disk space it adds a line naming the work volume, the space it had
+and the space the export needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -45,6 +50,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
@@ -239,23 +245,35 @@ class Database:
     def server(self) -> str:
         return f"{self.host},{self.port}"
 
-    def sqlcmd(self, query: str, database: str = "master") -> list[str]:
+    def sqlcmd(self, query: str, database: str = "master", timeout: float | None = None) -> list[str]:
         # Rows only: no headers, no "(N rows affected)".
         command = ["sqlcmd", "-S", self.server, "-U", self.username, "-d", database, "-b", "-h", "-1", "-W"]
         command += ["-Q", f"SET NOCOUNT ON; {query}"]
         if self.trust:
             command.append("-C")
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            check=False,
-            # SQLCMDUSER too: go-sqlcmd would otherwise take both from a ~/.sqlcmd config.
-            env={**os.environ, "SQLCMDUSER": self.username, "SQLCMDPASSWORD": self.password},
-        )
+        try:
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                check=False,
+                # SQLCMDUSER too: go-sqlcmd would otherwise take both from a ~/.sqlcmd config.
+                env={**os.environ, "SQLCMDUSER": self.username, "SQLCMDPASSWORD": self.password},
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise RestoreError(f"sqlcmd on {self.server}: no answer within {timeout:g} s") from None
         if result.returncode != 0:
             raise RestoreError(f"sqlcmd on {self.server}: {(result.stderr or result.stdout).strip()}")
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+    def table_sizes(self, database: str) -> list[int]:
+        """Bytes of data (used pages) of each table of the database."""
+        pages: dict[str, int] = {}
+        for line in self.sqlcmd("SELECT object_id, used_page_count FROM sys.dm_db_partition_stats", database, 30):
+            table, count = line.split()
+            pages[table] = pages.get(table, 0) + int(count)
+        return [count * 8192 for count in pages.values()]
 
     def exists(self, name: str) -> bool:
         return name.lower() in (line.lower() for line in self.sqlcmd("SELECT name FROM sys.databases"))
@@ -613,7 +631,114 @@ def cleanup_main(argv: list[str] | None) -> int:
     return 0
 
 
+# --- sqlpackage as GoBackup runs it --------------------------------------------------
+
+REAL_SQLPACKAGE = "/usr/local/bin/sqlpackage"
+# How .NET (and Go) report ENOSPC.
+NO_SPACE = "no space left on device"
+SQLPACKAGE_SHORT_NAMES = {
+    "a": "action",
+    "ssn": "sourceservername",
+    "sdn": "sourcedatabasename",
+    "su": "sourceuser",
+    "sp": "sourcepassword",
+    "stsc": "sourcetrustservercertificate",
+    "tf": "targetfile",
+}
+
+
+def sqlpackage_options(argv: list[str]) -> dict[str, str]:
+    """/Name:value arguments by lower-case long name; /p:Name=value as p:name."""
+    options = {}
+    for argument in argv:
+        name, _, value = argument.lstrip("/-").partition(":")
+        name = SQLPACKAGE_SHORT_NAMES.get(name.lower(), name.lower())
+        if name == "p":
+            name, _, value = value.partition("=")
+            name = f"p:{name.lower()}"
+        options[name] = value
+    return options
+
+
+def size_text(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def space_report(options: Mapping[str, str], stderr: str, free_at_start: dict[Path, int]) -> str:
+    """What a failed export needed: the volume that filled up, what it had
+    free when the export started and, from SQL Server, what the export needs
+    (about twice the largest table for sqlpackage's table buffer, plus the
+    .bacpac and GoBackup's archive of it, up to the data's size each)."""
+    target = Path(options["targetfile"])
+    full = re.search(r"No space left on device\s*:\s*'([^']+)'", stderr, re.IGNORECASE)
+    volume = mount_point(Path(full.group(1)).parent if full else target.parent)
+    name = os.environ.get("WORK_VOLUME", "") if volume == mount_point(target.parent) else ""
+    where = f"the work volume {name} (mounted at {volume})" if name else f"the volume mounted at {volume}"
+    database = options.get("sourcedatabasename", "?")
+    had = size_text(free_at_start.get(volume, 0))
+    host, _, port = options.get("sourceservername", "").partition(",")
+    source = Database(
+        host=host,
+        port=int(port or 1433),
+        name=database,
+        username=options.get("sourceuser", ""),
+        password=options.get("sourcepassword", ""),
+        trust=options.get("sourcetrustservercertificate", "").lower() == "true",
+        args="",
+    )
+    try:
+        tables = source.table_sizes(database) or [0]
+        needs = (
+            f"the export needs about {size_text(2 * max(tables) + 2 * sum(tables))} free there: twice its largest"
+            f" table ({size_text(max(tables))}) for sqlpackage's table buffer, plus the .bacpac and its archive"
+            f" (up to the {size_text(sum(tables))} of data each)"
+        )
+    except (RestoreError, ValueError, OSError) as error:
+        needs = f"the export needs more than that (the database's size could not be read: {error})"
+    return (
+        f"*** {where} ran out of space during the export of {database}: it had {had} free when the export"
+        f" started; {needs}. Free space there, or give the work volume more room"
+        " (Ansible: backup_stack_work_volume_driver_opts)."
+    )
+
+
+def sqlpackage_main(argv: list[str]) -> int:
+    options = sqlpackage_options(argv)
+    if options.get("action", "").lower() != "export" or not options.get("targetfile"):
+        os.execv(REAL_SQLPACKAGE, [REAL_SQLPACKAGE, *argv])  # noqa: S606 - the arguments as GoBackup gave them
+    buffers = [
+        Path(options["targetfile"]).parent,
+        Path(options.get("p:tempdirectoryfortabledata") or tempfile.gettempdir()),
+    ]
+    free_at_start = {}
+    for directory in buffers:
+        with contextlib.suppress(OSError):
+            free_at_start[mount_point(directory)] = shutil.disk_usage(directory).free
+    # stdout goes straight to GoBackup; stderr, GoBackup's failure reason, is
+    # passed on once sqlpackage has exited, the report after it.
+    result = subprocess.run([REAL_SQLPACKAGE, *argv], stderr=subprocess.PIPE, check=False)
+    stderr = result.stderr.decode(errors="replace")
+    sys.stderr.write(stderr)
+    if result.returncode != 0 and NO_SPACE in stderr.lower():
+        sys.stderr.write(space_report(options, stderr, free_at_start) + "\n")
+    sys.stderr.flush()
+    return result.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
+    if Path(sys.argv[0]).name == "sqlpackage":
+        return sqlpackage_main(sys.argv[1:] if argv is None else argv)
     if Path(sys.argv[0]).name == "backup-verify":
         return verify_main(argv)
     if Path(sys.argv[0]).name == "backup-cleanup":

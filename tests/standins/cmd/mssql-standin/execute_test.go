@@ -179,3 +179,21 @@ func TestWhereFiltersByEquality(t *testing.T) {
 		}
 	}
 }
+
+func TestPartitionStatsCountThePagesOfEachTable(t *testing.T) {
+	s := newServer(t)
+	must(t, s, "master", "CREATE DATABASE [Shop]")
+	must(t, s, "Shop", "CREATE TABLE dbo.Small (id INT); CREATE TABLE dbo.Big (id INT, note NVARCHAR(4000))")
+	must(t, s, "Shop", "INSERT INTO dbo.Small (id) VALUES (1)")
+	note := strings.Repeat("x", 4000)
+	for i := 0; i < 10; i++ {
+		must(t, s, "Shop", "INSERT INTO dbo.Big (id, note) VALUES (1, N'"+note+"')")
+	}
+	got := must(t, s, "Shop", "SET NOCOUNT ON; SELECT object_id, used_page_count FROM sys.dm_db_partition_stats")
+	if len(got) != 2 || !strings.HasSuffix(got[0], "|2") || !strings.HasSuffix(got[1], "|6") {
+		t.Fatalf("partition stats %v, want one page plus the IAM page for Small, five plus one for Big", got)
+	}
+	if empty := must(t, s, "master", "SELECT used_page_count FROM sys.dm_db_partition_stats"); empty != nil {
+		t.Fatalf("master holds no user table, got %v", empty)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"sqlserver-backup/standins/internal/sqlwire"
@@ -148,14 +149,51 @@ func export(o *options) {
 	fmt.Println("Extracting schema")
 	fmt.Println("Extracting schema from database")
 	fmt.Println("Exporting data")
-	if err := writeBacpac(target, response.Data); err != nil {
+	if err := writeBacpac(target, response.Data, tableDataDirectory(o)); err != nil {
+		var pathError *os.PathError
+		if errors.Is(err, syscall.ENOSPC) && errors.As(err, &pathError) {
+			// .NET's IOException for ENOSPC, as the real one reports it.
+			fail("exporting", fmt.Sprintf("Could not export package.\nNo space left on device : '%s'", pathError.Path))
+		}
 		fail("exporting", fmt.Sprintf("Could not write the file '%s': %v", target, err))
 	}
 	fmt.Printf("Successfully exported database and saved it to file '%s'.\n", target)
 	fmt.Printf("Time elapsed %s\n", time.Since(started).Round(time.Millisecond))
 }
 
-func writeBacpac(target string, database *sqlwire.Database) error {
+// tableDataDirectory is where the export buffers each table's data before it
+// goes into the package: /p:TempDirectoryForTableData, else TMPDIR, as the
+// real one (which needs about twice the largest table there).
+func tableDataDirectory(o *options) string {
+	if directory := o.properties["tempdirectoryfortabledata"]; directory != "" {
+		return directory
+	}
+	return os.TempDir()
+}
+
+// bufferedRows writes a table's rows to a file in directory and reads them
+// back, as the real export streams table data through a temp file.
+func bufferedRows(directory string, rows [][]string) ([]byte, error) {
+	body, err := json.Marshal(rows)
+	if err != nil {
+		return nil, err
+	}
+	buffer, err := os.CreateTemp(directory, "TableData-*.BCP")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(buffer.Name())
+	defer buffer.Close()
+	if _, err := buffer.Write(body); err != nil {
+		return nil, err
+	}
+	if err := buffer.Sync(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(buffer.Name())
+}
+
+func writeBacpac(target string, database *sqlwire.Database, tempDirectory string) error {
 	file, err := os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -187,7 +225,7 @@ func writeBacpac(target string, database *sqlwire.Database) error {
 		{"Origin.xml", []byte(fmt.Sprintf(`<?xml version="1.0" encoding="utf-8"?><DacOrigin xmlns="http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02"><PackageProperties><Version>3.1.0.0</Version></PackageProperties><Operation><Identity>standin</Identity><Start>%s</Start><ProductName>Microsoft.Data.Tools.Schema.Tasks.Sql, Version=%s (stand-in)</ProductName></Operation><Checksums><Checksum Uri="/model.xml">%X</Checksum></Checksums></DacOrigin>`, time.Now().UTC().Format(time.RFC3339), version, sha256.Sum256(modelFile)))},
 	}
 	for _, table := range database.Tables {
-		rows, err := json.Marshal(table.Rows)
+		rows, err := bufferedRows(tempDirectory, table.Rows)
 		if err != nil {
 			return err
 		}
@@ -206,6 +244,9 @@ func writeBacpac(target string, database *sqlwire.Database) error {
 		}
 	}
 	if err := archive.Close(); err != nil {
+		return err
+	}
+	if err := file.Sync(); err != nil {
 		return err
 	}
 	return file.Close()

@@ -1,0 +1,193 @@
+"""The work volume fills up during an export: the run fails naming the volume,
+the space it had and the space the export needs, nothing is uploaded, the
+scheduler keeps running, and the next run succeeds once space is freed. A stack
+of its own (playbooks/deploy.yml), its work volume a 16 MiB tmpfs through
+backup_stack_work_volume_driver_opts."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from conftest import REPO, TEST_VARS, ansible_playbook
+from minio import Minio
+
+ROOT = Path("/tmp/sqlserver-backup-workvol")
+PROJECT = "sqlserver-backup-workvol"
+BACKUP, MSSQL = f"{PROJECT}-backup-1", f"{PROJECT}-mssql-1"
+WORK_VOLUME = f"{PROJECT}_workdir"
+MINIO_PORT = 31662
+BUCKET = "sqlserver-backups"
+PREFIX = "workvol/localhost/sales/"
+SA_PASSWORD = "Workvol-Sa-Passw0rd"
+SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W"]
+STACK_VARS = {
+    "dev_secrets_dir": str(ROOT / "secrets"),
+    "dev_mssql_sa_password": SA_PASSWORD,
+    "backup_stack_project": PROJECT,
+    "backup_stack_dir": str(ROOT / "stack"),
+    "backup_config_dir": str(ROOT / "stack" / "config"),
+    "backup_config_stack_dir": str(ROOT / "stack"),
+    "backup_image_build_dir": str(ROOT / "build"),
+    "minio_image_build_dir": str(ROOT / "minio-build"),
+    "backup_image_tag": "workvol",
+    "backup_stack_mssql_port": 31661,
+    "backup_stack_minio_port": MINIO_PORT,
+    "backup_config_minio_path_prefix": "workvol",
+    "backup_stack_work_volume_driver_opts": {
+        "type": "tmpfs",
+        "device": "tmpfs",
+        "o": "size=16m,uid=10001,gid=10001,mode=0700",
+    },
+    # One model, run by the test only: its schedule does not come round.
+    "backup_config_databases": [
+        {
+            "name": "sales",
+            "database": "SalesDemo",
+            "host": "mssql",
+            "password": "{{ dev_mssql_sa_password }}",
+            "trust_server_certificate": True,
+            "schedule": "0 3 1 1 *",
+        }
+    ],
+}
+OUTPUTS: list[str] = []
+# Random text does not compress: the export's table buffer and .bacpac need
+# about this much each.
+FILLER_ROWS, ROW_CHARACTERS = 120, 4000
+
+
+@pytest.fixture(scope="module")
+def stack():
+    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", str(ROOT)], check=True)
+    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
+    assert prepared.returncode == 0, prepared.stdout[-3000:]
+    result = ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        f"@{TEST_VARS}",
+        "-e",
+        json.dumps(STACK_VARS),
+        str(REPO / "playbooks" / "deploy.yml"),
+    )
+    OUTPUTS.append(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-4000:]
+    client = docker.from_env()
+    yield client
+    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", str(ROOT)], check=False)
+
+
+def sql(client: docker.DockerClient, query: str) -> str:
+    result = client.containers.get(MSSQL).exec_run(
+        [*SQLCMD, "-d", "SalesDemo", "-Q", query], environment={"SQLCMDPASSWORD": SA_PASSWORD}
+    )
+    assert result.exit_code == 0, result.output.decode()
+    return result.output.decode()
+
+
+def in_backup(client: docker.DockerClient, script: str) -> str:
+    result = client.containers.get(BACKUP).exec_run(["sh", "-c", script])
+    assert result.exit_code == 0, result.output.decode()
+    return result.output.decode()
+
+
+def perform_in_scheduler(client: docker.DockerClient) -> None:
+    """A run of the daemon's own scheduler, through its loopback API."""
+    in_backup(
+        client,
+        "python3 -c \"import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:2703/api/perform',"
+        " data=b'model=sales'), timeout=10)\"",
+    )
+
+
+def wait_for_log(client: docker.DockerClient, since: int, pattern: str, seconds: float = 120) -> str:
+    deadline = time.monotonic() + seconds
+    while True:
+        logs = client.containers.get(BACKUP).logs(since=since).decode()
+        if re.search(pattern, logs):
+            return logs
+        assert time.monotonic() < deadline, f"no {pattern!r} in the backup container's log:\n{logs[-3000:]}"
+        time.sleep(1)
+
+
+def archives(bucket: Minio) -> list[str]:
+    return sorted(o.object_name for o in bucket.list_objects(BUCKET, prefix=PREFIX) if o.object_name.endswith(".tar"))
+
+
+def size_in_bytes(text: str) -> float:
+    number, unit = text.split()
+    return float(number) * {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[unit]
+
+
+def test_a_full_work_volume_fails_the_run_naming_it_and_the_next_run_succeeds(stack: docker.DockerClient) -> None:
+    client = stack
+    sql(client, "CREATE TABLE dbo.Attachments (id INT, body NVARCHAR(4000))")
+    for first in range(0, FILLER_ROWS, 20):  # a command line argument holds at most 128 KiB
+        rows = ", ".join(f"({i}, N'{secrets.token_hex(ROW_CHARACTERS // 2)}')" for i in range(first, first + 20))
+        sql(client, f"INSERT INTO dbo.Attachments (id, body) VALUES {rows}")  # noqa: S608 - the test's own rows
+    bucket = Minio(
+        f"127.0.0.1:{MINIO_PORT}",
+        "minio-admin",
+        (ROOT / "secrets" / "minio_root_password").read_text().split()[0],
+        secure=False,
+    )
+    before = archives(bucket)
+
+    # Leave 256 KiB free on the 16 MiB volume: the export (about 0.5 MiB of
+    # table buffer, then a .bacpac as large) fills it up part-way.
+    mount = in_backup(client, "df -P /tmp/gobackup | tail -1").split()[-1]
+    assert mount == "/tmp/gobackup", "the work volume is a mount of its own"
+    in_backup(
+        client,
+        "free=$(df -P -B1 /tmp/gobackup | awk 'NR == 2 { print $4 }');"
+        " head -c $((free - 262144)) /dev/zero > /tmp/gobackup/filler",
+    )
+    since = int(time.time()) - 1
+    perform_in_scheduler(client)
+    logs = wait_for_log(client, since, r"Perform error: ")
+
+    report = re.search(
+        rf"\*\*\* the work volume {re.escape(WORK_VOLUME)} \(mounted at /tmp/gobackup\) ran out of space during"
+        r" the export of SalesDemo: it had (\S+ \S+) free when the export started; the export needs about"
+        r" (\S+ \S+) free there: twice its largest table \((\S+ \S+)\)",
+        logs,
+    )
+    assert report, logs[-3000:]
+    had, needs, largest = (size_in_bytes(text) for text in report.groups())
+    assert 200 * 1024 < had <= 256 * 1024, "what df said was left"
+    assert largest >= FILLER_ROWS * ROW_CHARACTERS, "the new table's data, from SQL Server's page counts"
+    assert needs >= 2 * largest
+    assert "No space left on device" in logs, "sqlpackage's own error is there too"
+    assert "backup_stack_work_volume_driver_opts" in logs, "the variable that gives the volume more room"
+
+    assert archives(bucket) == before, "nothing uploaded"
+    backup = client.containers.get(BACKUP)
+    assert backup.status == "running"
+    assert backup.attrs["RestartCount"] == 0, "the scheduler kept running"
+    left = in_backup(client, "ls -A /tmp/gobackup").split()
+    assert sorted(left) == ["filler", "tmp"], "GoBackup removed the failed run's files"
+
+    in_backup(client, "rm /tmp/gobackup/filler")
+    since = int(time.time()) - 1
+    perform_in_scheduler(client)
+    # GoBackup's last line of a run (its notifiers run after the upload).
+    logs = wait_for_log(client, since, r"\[Notifier\] Running 0 Notifiers")
+    time.sleep(1)
+    assert "Perform error" not in client.containers.get(BACKUP).logs(since=since).decode(), logs[-3000:]
+    uploaded = sorted(set(archives(bucket)) - set(before))
+    assert len(uploaded) == 1, uploaded
+    verify = backup.exec_run(["backup-verify", "--model", "sales"]).output.decode()
+    assert "VERIFY PASS" in verify, verify
+
+    secret_values = [SA_PASSWORD] + [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
+    shown = backup.logs().decode() + "\n".join(OUTPUTS)
+    assert not [value for value in secret_values if value in shown], "no secret in the log or Ansible's output"
