@@ -1396,6 +1396,9 @@ def main(argv: list[str] | None = None) -> int:
         ("clean-temp", "remove the temp dirs a killed run left; print path<TAB>models per removed dir"),
     ):
         commands.add_parser(name, help=text).add_argument("config", type=Path)
+    commands.add_parser(
+        "settings", help="check the container's own settings (RUN_MODE, METRICS_PORT, ...) against a config"
+    ).add_argument("config", type=Path)
     commands.add_parser("secret-variables", help="print the variables that may come from <NAME>_FILE")
     commands.add_parser("ca-bundle", help="write the CA bundle with EXTRA_CA_CERTS and print its path")
     arguments = parser.parse_args(argv)
@@ -1417,6 +1420,13 @@ def main(argv: list[str] | None = None) -> int:
         if bundle:
             print(bundle)
         return 0
+    if arguments.command == "settings":
+        try:
+            address = web_address(load_lenient(arguments.config, os.environ))
+        except (ConfigError, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):
+            address = None  # the config's own check names what is wrong with it
+        problems = container_settings_problems(os.environ, address[1] if address else None)
+        return _error(problems, "settings error") if problems else 0
     if arguments.command in ("workdir", "running-jobs", "clean-temp", "notify-port"):
         # No full check: these run at stop time too, when only the workdir matters.
         try:
@@ -1477,6 +1487,41 @@ def gobackup_config_problems(
         if written != value:
             reasons.append(f"{name} cannot be written to .env single-quoted without godotenv changing it")
     reasons += check_text(str(config_text), environment, "gobackup.yml")[1]
+    return _name_sources(reasons, sources)
+
+
+def container_settings_problems(
+    environ: Mapping[str, Any], web_port: Any = None, sources: Mapping[str, str] | None = None
+) -> list[str]:
+    """The reasons the backup container's own settings (its environment in
+    compose.yml) are not usable; empty when fine. The entrypoint checks them at
+    start, the backup_stack role before it deploys. `web_port` is GoBackup's,
+    which the metrics may not share; `sources` as for gobackup_config_problems."""
+    settings = {str(key): "" if value is None else str(value) for key, value in environ.items()}
+    reasons = []
+    for name, allowed, default in (
+        ("RUN_MODE", ("once", "daemon"), "daemon"),
+        ("SKIP_HEALTH_CHECK", ("true", "false"), "false"),
+    ):
+        value = settings.get(name) or default
+        if value not in allowed:
+            reasons.append(f"{name} must be '{allowed[0]}' or '{allowed[1]}', not '{value}'")
+    grace = settings.get("STOP_GRACE_PERIOD") or "3600"
+    if not re.fullmatch(r"[0-9]{1,9}", grace):
+        reasons.append(f"STOP_GRACE_PERIOD must be a whole number of seconds, not '{grace}'")
+    metrics_port = settings.get("METRICS_PORT", "")
+    if metrics_port and not (re.fullmatch(r"[0-9]{1,5}", metrics_port) and 1 <= int(metrics_port) <= 65535):
+        reasons.append(f"METRICS_PORT must be a port number (1-65535) or empty, not '{metrics_port}'")
+    elif metrics_port and web_port is not None and int(metrics_port) == int(web_port):
+        reasons.append(
+            f"METRICS_PORT must differ from the port of GoBackup's own web server in the container ({web_port})"
+        )
+    return _name_sources(reasons, sources)
+
+
+def _name_sources(reasons: list[str], sources: Mapping[str, str] | None) -> list[str]:
+    """Each reason with the first mention of a variable followed by the
+    Ansible variable that sets it."""
     sources = dict(sources or {})
     if not sources:
         return reasons
@@ -1500,7 +1545,10 @@ class FilterModule:
     """Ansible filters: the role checks its rendered config with these rules."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"gobackup_config_problems": gobackup_config_problems}
+        return {
+            "gobackup_config_problems": gobackup_config_problems,
+            "container_settings_problems": container_settings_problems,
+        }
 
 
 if __name__ == "__main__":

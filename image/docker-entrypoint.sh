@@ -16,6 +16,8 @@ readonly NOTIFY_RELAY="${NOTIFY_RELAY:-/usr/local/bin/notify-relay}"
 readonly AFTER_RUN_SECONDS=3
 # How often a stop that waits says so again.
 readonly REPORT_EVERY_SECONDS=30
+# A notification relay that stops after this long is started again.
+readonly RELAY_MIN_UPTIME_SECONDS=5
 
 log() { printf 'docker-entrypoint: %s\n' "$*" >&2; }
 die() {
@@ -40,21 +42,13 @@ load_file_env() {
   done <<<"${names}"
 }
 
+# The container's own settings, checked by the same rules the backup_stack
+# role applies before it deploys (backupcfg.py), against GoBackup's config
+# (the metrics may not take GoBackup's port).
 validate_settings() {
-  case "${RUN_MODE:=daemon}" in
-    once | daemon) ;;
-    *) die "RUN_MODE must be 'once' or 'daemon', not '${RUN_MODE}'" ;;
-  esac
-  case "${SKIP_HEALTH_CHECK:=false}" in
-    true | false) ;;
-    *) die "SKIP_HEALTH_CHECK must be 'true' or 'false', not '${SKIP_HEALTH_CHECK}'" ;;
-  esac
-  [[ "${STOP_GRACE_PERIOD:=3600}" =~ ^[0-9]{1,9}$ ]] ||
-    die "STOP_GRACE_PERIOD must be a whole number of seconds, not '${STOP_GRACE_PERIOD}'"
+  python3 "${BACKUPCFG}" settings "$1" || die "the container's settings are not usable (reasons above)"
+  : "${RUN_MODE:=daemon}" "${SKIP_HEALTH_CHECK:=false}" "${STOP_GRACE_PERIOD:=3600}"
   STOP_GRACE_PERIOD=$((10#${STOP_GRACE_PERIOD}))
-  [[ -z "${METRICS_PORT:-}" ]] ||
-    { [[ "${METRICS_PORT}" =~ ^[0-9]{1,5}$ ]] && ((10#${METRICS_PORT} >= 1 && 10#${METRICS_PORT} <= 65535)); } ||
-    die "METRICS_PORT must be a port number (1-65535) or empty, not '${METRICS_PORT}'"
 }
 
 # Prints the config GoBackup will use: the mounted one, or the bundled
@@ -135,6 +129,23 @@ check_connectivity() {
   log "warning: ${failures} endpoint(s) unreachable; starting the scheduler anyway: backups fail until they are back"
 }
 
+# Runs notify-relay, and again whenever it stops after it had been up a while
+# (killed, out of memory): without it a failure would reach nobody. One that
+# exits at once (its port taken) is not retried: its reason is in the log.
+keep_notify_relay_running() {
+  local started relay_pid=""
+  # stop_notify_relay: the relay goes too.
+  trap '[[ -z "${relay_pid}" ]] || kill -TERM "${relay_pid}" 2>/dev/null; exit 0' TERM
+  while true; do
+    started=${SECONDS}
+    BACKUPCFG_DIR="$(dirname "${BACKUPCFG}")" python3 "${NOTIFY_RELAY}" "$1" &
+    relay_pid=$!
+    wait "${relay_pid}" || true
+    ((SECONDS - started >= RELAY_MIN_UPTIME_SECONDS)) || return 1
+    log "warning: the notification relay stopped; starting it again"
+  done
+}
+
 # GoBackup's notifiers post to notify-relay on the loopback (it removes the
 # secrets from what they send): started when the config has notifiers, and
 # listening before GoBackup can run a model. It ends with the container.
@@ -142,11 +153,12 @@ start_notify_relay() {
   local config="$1" port
   port="$(python3 "${BACKUPCFG}" notify-port "${config}")" || die "cannot read the notifiers of ${config}"
   [[ -n "${port}" ]] || return 0
-  BACKUPCFG_DIR="$(dirname "${BACKUPCFG}")" python3 "${NOTIFY_RELAY}" "${config}" &
+  keep_notify_relay_running "${config}" &
+  RELAY_PID=$!
   local tries
   for ((tries = 0; tries < 100; tries++)); do
     check_reachable 127.0.0.1 "${port}" && return 0
-    kill -0 $! 2>/dev/null || die "the notification relay did not start (reason above)"
+    kill -0 "${RELAY_PID}" 2>/dev/null || die "the notification relay did not start (reason above)"
     sleep 0.1
   done
   die "the notification relay does not listen on 127.0.0.1:${port}"
@@ -299,11 +311,18 @@ supervise() {
 # /api/* stay on the loopback. It runs beside GoBackup in a group of its own
 # (a Ctrl-C reaches neither) and is stopped once GoBackup has been.
 METRICS_PID=""
+RELAY_PID=""
 
 start_metrics() {
   [[ -n "${METRICS_PORT:-}" ]] || return 0
   setsid python3 "${METRICS_EXPORTER}" --port "$((10#${METRICS_PORT}))" --config "$1" &
   METRICS_PID=$!
+}
+
+stop_notify_relay() {
+  [[ -n "${RELAY_PID}" ]] || return 0
+  kill -TERM "${RELAY_PID}" 2>/dev/null || true
+  wait "${RELAY_PID}" 2>/dev/null || true
 }
 
 stop_metrics() {
@@ -317,9 +336,9 @@ main() {
     exec "$@"
   fi
   load_file_env
-  validate_settings
   local config
   config="$(select_config)"
+  validate_settings "${config}"
   python3 "${BACKUPCFG}" check "${config}" || die "configuration ${config} is not usable (reasons above)"
   trust_extra_ca
   printf '%s\n' "${config}" >"${STATE_DIR}/active-config"
@@ -343,6 +362,7 @@ main() {
   if [[ "${RUN_MODE}" == once ]]; then
     log "running every model once"
     supervise "${config}" gobackup perform -c "${config}" || status=$?
+    stop_notify_relay
     if ((status != 0)) && [[ "${STOP_REQUESTED}" == false ]]; then
       log "error: the backup failed (exit ${status}); GoBackup's reason is above"
       python3 "${BACKUPCFG}" storages "${config}" | sed 's/^/docker-entrypoint: /' >&2 || true
@@ -353,6 +373,7 @@ main() {
   start_metrics "${config}"
   supervise "${config}" gobackup run -c "${config}" || status=$?
   stop_metrics
+  stop_notify_relay
   if [[ "${STOP_REQUESTED}" == false ]]; then
     log "error: GoBackup exited by itself (exit ${status}); its reason is above"
     ((status != 0)) || status=1

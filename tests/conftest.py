@@ -68,6 +68,8 @@ def entrypoint_env(tmp_path: Path, standin_bin: Path) -> dict[str, str]:
         "BACKUP_CLEANUP": "true",
         "TMPDIR": str(tmp_path / "work"),
         "SKIP_HEALTH_CHECK": "true",
+        # The image's scripts import backupcfg from image/: no __pycache__ there.
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
 
 

@@ -5,11 +5,13 @@ runs, the start-up reachability check, the CA bundle and the log filter."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -585,3 +587,61 @@ def test_gobackups_own_log_file_is_discarded(daemon, entrypoint_env) -> None:
     assert f"removed {log_file} (1048576 bytes)" in stderr
     assert log_file.is_symlink()
     assert os.readlink(log_file) == "/dev/null"
+
+
+def relay_pids(config: Path) -> list[int]:
+    """The notification relays reading config (other tests' containers run theirs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            command_line = (entry / "cmdline").read_bytes().split(b"\0")
+            if entry.name.isdigit() and command_line[1:3] == [
+                str(REPO / "image" / "notify-relay.py").encode(),
+                str(config).encode(),
+            ]:
+                pids.append(int(entry.name))
+    return pids
+
+
+def relay_status(port: int) -> int | None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/not-a-channel", data=b"{}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - a loopback http URL
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def test_a_notification_relay_that_stops_is_started_again(daemon, entrypoint_env) -> None:
+    port, relay_port = free_port(), free_port()
+    config = Path(entrypoint_env["GOBACKUP_CONFIG"])
+    config.parent.mkdir()
+    subprocess.run(
+        ["python3", entrypoint_env["BACKUPCFG"], "render", entrypoint_env["GOBACKUP_TEMPLATE"], str(config)],
+        env={**os.environ, **REQUIRED_ENV, "GOBACKUP_WEB_PORT": str(port)},
+        check=True,
+    )
+    document = yaml.safe_load(config.read_text())
+    document["models"]["sqlserver"]["notifiers"] = {
+        "webhook": {"type": "webhook", "url": f"http://127.0.0.1:{relay_port}/webhook", "on_failure": True}
+    }
+    config.write_text(yaml.safe_dump(document))
+    environment = {
+        **REQUIRED_ENV,
+        "NOTIFY_RELAY": str(REPO / "image" / "notify-relay.py"),
+        "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+    }
+    with daemon(environment, port) as process:
+        [first] = relay_pids(config)
+        assert relay_status(relay_port) == 404, "the relay answers (an unknown channel)"
+        time.sleep(5)  # a relay that stops at once is not retried
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: relay_pids(config) not in ([], [first]), "a new relay")
+        wait_until(lambda: relay_status(relay_port) == 404, "the new relay answers")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert stderr.count("warning: the notification relay stopped; starting it again") == 1
+    assert relay_pids(config) == [], "the relay stops with the entrypoint"
