@@ -6,11 +6,15 @@ receiver and once-mode runs of the backup image (tag of its own)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import datetime
+import email
+import email.policy
 import http.server
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,7 +26,13 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from conftest import ARTIFACTS, REPO, TEST_VARS, ansible_playbook
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import REPO, TEST_VARS, ansible_playbook
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from minio import Minio
 
 PREFIX = "sqlserver-backup-notify"
@@ -75,16 +85,6 @@ def stack(client: docker.DockerClient, tmp_path_factory):
     build_dir = tmp_path_factory.mktemp("build")
     prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
     assert prepared.returncode == 0, prepared.stdout[-3000:]
-    # The stand-ins of this checkout as local files: the shared artifact
-    # server may serve another checkout's.
-    local = {}
-    for name, file in (
-        ("sqlpackage", "sqlpackage-linux-x64-en-170.4.83.3.zip"),
-        ("gobackup", "gobackup-linux-amd64.tar.gz"),
-        ("sqlcmd", "sqlcmd-linux-amd64.tar.bz2"),
-    ):
-        local[f"backup_image_{name}_url"] = str(ARTIFACTS / file)
-        local[f"backup_image_{name}_checksum"] = "sha256:" + hashlib.sha256((ARTIFACTS / file).read_bytes()).hexdigest()
     built = ansible_playbook(
         "-i",
         str(REPO / "inventories" / "dev"),
@@ -94,8 +94,6 @@ def stack(client: docker.DockerClient, tmp_path_factory):
         f"backup_image_build_dir={build_dir}",
         "-e",
         f"backup_image_tag={IMAGE.split(':')[1]}",
-        "-e",
-        json.dumps(local),
         str(REPO / "playbooks" / "build.yml"),
     )
     assert built.returncode == 0, built.stdout[-3000:]
@@ -347,3 +345,127 @@ def test_the_relay_removes_every_secret_from_what_it_forwards(tmp_path) -> None:
     [sent] = got
     assert sent["title"] == "[GoBackup] Err: Backup alerts has failed"
     assert sent["message"] == "openssl -k [redacted] failed; login [redacted]; [redacted]; [redacted]"
+
+
+def certificate_authority(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A CA file and an SSL context whose certificate it signed for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "server.pem", folder / "server.key")
+    return folder / "ca.pem", context
+
+
+def test_mail_goes_out_over_starttls_with_a_login_and_without_a_secret(tmp_path) -> None:
+    """The mail channel end to end: the relay logs in to an SMTP server (run
+    by the test, STARTTLS required, its certificate from a CA the relay is told
+    to trust through SSL_CERT_FILE, as the container is) and sends the
+    failure with every secret removed."""
+    ca_file, tls = certificate_authority(tmp_path)
+    smtp_user, smtp_password = "backup-alerts", "Smtp-Passw0rd-Secret"
+    logins: list[str] = []
+    mails: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            smtp_user.encode(),
+            smtp_password.encode(),
+        )
+        logins.append("ok" if ok and session.ssl is not None else "refused")
+        return AuthResult(success=ok)
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope) -> str:
+            mails.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
+            return "250 OK"
+
+    smtp_port = socket_port()
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=smtp_port,
+        tls_context=tls,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticate,
+    )
+    controller.start()
+    relay_port = socket_port()
+    config, output = render(
+        tmp_path,
+        backup_config_notify_webhook_url="",
+        backup_config_notify_slack_url="",
+        backup_config_notify_smtp_host="127.0.0.1",
+        backup_config_notify_smtp_port=smtp_port,
+        backup_config_notify_smtp_username=smtp_user,
+        backup_config_notify_smtp_password=smtp_password,
+        backup_config_notify_smtp_from="backups@example.com",
+        backup_config_notify_smtp_to=["dba@example.com", "oncall@example.com"],
+        backup_config_notify_relay_port=relay_port,
+    )
+    assert smtp_password not in output, "Ansible printed the SMTP password"
+    assert smtp_password not in (config / "gobackup.yml").read_text(encoding="utf-8")
+    relay = subprocess.Popen(
+        [sys.executable, str(REPO / "image" / "notify-relay.py"), str(config / "gobackup.yml")],
+        env={**os.environ, "BACKUPCFG_DIR": str(REPO / "image"), "SSL_CERT_FILE": str(ca_file)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", relay_port)) == 0, "the relay listens", 10)
+        reason = f"-> Dump error: Login failed; smtp {smtp_password}; sa {SA_PASSWORD}"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{relay_port}/mail",
+            data=json.dumps({"title": "[GoBackup] Err: Backup alerts has failed", "message": reason}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback http URL
+            assert response.status == 200
+    finally:
+        relay.terminate()
+        _, relay_log = relay.communicate(timeout=10)
+        controller.stop()
+    assert logins == ["ok"], "one login, inside TLS"
+    [(recipients, mail)] = mails
+    assert recipients == ["dba@example.com", "oncall@example.com"]
+    assert mail["Subject"] == "[GoBackup] Err: Backup alerts has failed"
+    assert mail["From"] == "backups@example.com"
+    body = mail.get_content()
+    assert "-> Dump error: Login failed" in body
+    assert smtp_password not in body
+    assert SA_PASSWORD not in body
+    assert "notify-relay: mail notification sent" in relay_log
+    assert smtp_password not in relay_log
+
+
+def socket_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
