@@ -686,7 +686,7 @@ def space_report(options: Mapping[str, str], stderr: str, free_at_start: dict[Pa
     name = os.environ.get("WORK_VOLUME", "") if volume == mount_point(target.parent) else ""
     where = f"the work volume {name} (mounted at {volume})" if name else f"the volume mounted at {volume}"
     database = options.get("sourcedatabasename", "?")
-    had = size_text(free_at_start.get(volume, 0))
+    had = size_text(free_at_start[volume]) if volume in free_at_start else "an unmeasured amount"
     host, _, port = options.get("sourceservername", "").partition(",")
     source = Database(
         host=host,

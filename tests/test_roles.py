@@ -336,3 +336,26 @@ def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file:
     )
     assert result.returncode != 0
     assert said(result, "still holds the placeholder CHANGE_ME")
+
+
+def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Path) -> None:
+    """The entrypoint's rules (backupcfg), applied by the backup_stack role
+    before anything is built or changed, naming the Ansible variables."""
+    settings = {
+        "dev_secrets_dir": str(tmp_path / "secrets"),
+        "backup_stack_dir": str(tmp_path / "stack"),
+        "backup_stack_run_mode": "sometimes",
+        "backup_stack_metrics_enabled": True,
+        "backup_stack_metrics_port": 2703,
+    }
+    result = ansible_playbook(
+        "-i", str(REPO / "inventories" / "dev"), "-e", json.dumps(settings), str(REPO / "playbooks" / "deploy.yml")
+    )
+    assert result.returncode != 0
+    assert said(result, "RUN_MODE (set by backup_stack_run_mode) must be 'once' or 'daemon', not 'sometimes'")
+    assert said(
+        result,
+        "METRICS_PORT (set by backup_stack_metrics_port) must differ from web.port (set by backup_config_web_port),"
+        " the port of GoBackup's own web server in the container (2703)",
+    )
+    assert not (tmp_path / "stack").exists(), "nothing was deployed"
