@@ -23,7 +23,7 @@ import docker
 import pytest
 import urllib3
 import yaml
-from conftest import REPO, TEST_VARS, ansible_playbook
+from conftest import REPO, TEST_VARS, ansible_playbook, dev_playbook, dev_stack_vars, scratch_stack
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,28 +31,15 @@ from cryptography.x509.oid import NameOID
 from minio import Minio
 from minio.error import S3Error
 
-ROOT = Path("/tmp/sqlserver-backup-e2e")
-PROJECT = "sqlserver-backup-e2e"
-BACKUP, MSSQL, MINIO = (f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "minio"))
 IMAGE = "sqlserver-backup:1.0.0"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
 MINIO_PORT = 29000
-PREFIX = "e2e/localhost"
 SA_PASSWORD = "#&*!%@[{Sa0123x"
 SCRATCH_PASSWORD = "Scratch-Only-Passw0rd"
 PASSPHRASE, WRONG_PASSPHRASE = "Vaulted encryption passphrase #1", "Not-the-passphrase-2"
 BUCKET = "sqlserver-backups"
 E2E_VARS = {
-    "dev_secrets_dir": str(ROOT / "secrets"),
-    "backup_stack_project": PROJECT,
-    "backup_stack_dir": str(ROOT / "stack"),
-    "backup_config_dir": str(ROOT / "stack" / "config"),
-    "backup_config_stack_dir": str(ROOT / "stack"),
-    "backup_image_build_dir": str(ROOT / "build"),
-    "minio_image_build_dir": str(ROOT / "minio-build"),
-    "backup_stack_mssql_port": 21433,
-    "backup_stack_minio_port": MINIO_PORT,
-    "backup_config_minio_path_prefix": "e2e",
+    **dev_stack_vars("e2e", mssql_port=21433, minio_port=MINIO_PORT),
     # Starts with '#' and holds characters YAML would take apart unquoted: it
     # must reach sqlpackage unchanged through .env and gobackup.yml.
     "dev_mssql_sa_password": SA_PASSWORD,
@@ -71,21 +58,15 @@ E2E_VARS = {
         for name, database in (("sales", "SalesDemo"), ("inventory", "InventoryDemo"))
     ],
 }
+PROJECT = E2E_VARS["backup_stack_project"]
+ROOT = Path(E2E_VARS["backup_stack_dir"]).parent
+BACKUP, MSSQL, MINIO = (f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "minio"))
+PREFIX = f"{E2E_VARS['backup_config_minio_path_prefix']}/localhost"
 OUTPUTS: list[str] = []  # everything Ansible printed, checked for secrets at the end
 
 
 def playbook(name: str, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = ansible_playbook(
-        "-v",
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        json.dumps(E2E_VARS),
-        *arguments,
-        str(REPO / "playbooks" / name),
-    )
+    result = dev_playbook(name, E2E_VARS, *arguments, verbose=True)
     OUTPUTS.append(result.stdout + result.stderr)
     if check:
         assert result.returncode == 0, result.stdout[-4000:]
@@ -112,13 +93,9 @@ def client() -> docker.DockerClient:
 
 @pytest.fixture(scope="module")
 def stack(client: docker.DockerClient):
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
-    subprocess.run(["rm", "-rf", str(ROOT)], check=True)
-    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
-    assert prepared.returncode == 0, prepared.stdout[-3000:]
-    playbook("deploy.yml")
-    yield client
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
+    with scratch_stack(E2E_VARS):
+        playbook("deploy.yml")
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,15 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from conftest import ARTIFACTS, REPO, REQUIRED_ENV, TEST_VARS, ansible_playbook, standins_only
+from conftest import (
+    ARTIFACTS,
+    REPO,
+    REQUIRED_ENV,
+    TEST_VARS,
+    dev_playbook,
+    prepare_standins,
+    standins_only,
+)
 
 # A tag of this module's own: removed first, so build.yml really builds it
 # (an image whose inputs are unchanged is not built again).
@@ -24,21 +32,12 @@ IMAGE = "sqlserver-backup:test-image"
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory) -> Path:
-    prepared = ansible_playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
-    assert prepared.returncode == 0, prepared.stdout
+    prepare_standins()
     directory = tmp_path_factory.mktemp("build")
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker.from_env().images.remove(IMAGE)
-    built = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        f"backup_image_build_dir={directory}",
-        "-e",
-        f"backup_image_tag={IMAGE.split(':')[1]}",
-        str(REPO / "playbooks" / "build.yml"),
+    built = dev_playbook(
+        "build.yml", {"backup_image_build_dir": str(directory), "backup_image_tag": IMAGE.split(":")[1]}
     )
     assert built.returncode == 0, built.stdout
     assert f"{IMAGE}: " in built.stdout, "the build reports the image size"
@@ -52,16 +51,9 @@ def client() -> docker.DockerClient:
 
 
 def test_a_wrong_checksum_stops_the_build_naming_the_artifact(tmp_path: Path, build_dir: Path) -> None:
-    result = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        f"backup_image_build_dir={tmp_path}",
-        "-e",
-        "backup_image_sqlpackage_checksum=sha256:" + "0" * 64,
-        str(REPO / "playbooks" / "build.yml"),
+    result = dev_playbook(
+        "build.yml",
+        {"backup_image_build_dir": str(tmp_path), "backup_image_sqlpackage_checksum": "sha256:" + "0" * 64},
     )
     assert result.returncode != 0
     assert "- sqlpackage could not be had from " in result.stdout
@@ -90,17 +82,10 @@ def test_the_dockerfile_verifies_the_artifacts_itself(client: docker.DockerClien
 def build(build_dir: Path, *extra_vars: str) -> tuple[int, str]:
     """Runs playbooks/build.yml offline into build_dir with the given -e values;
     returns its exit code and output."""
-    result = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        "backup_build_base_image=false",
-        "-e",
-        f"backup_image_build_dir={build_dir}",
+    result = dev_playbook(
+        "build.yml",
+        {"backup_build_base_image": False, "backup_image_build_dir": str(build_dir)},
         *(argument for value in extra_vars for argument in ("-e", value)),
-        str(REPO / "playbooks" / "build.yml"),
     )
     return result.returncode, result.stdout
 

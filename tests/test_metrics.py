@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import http.client
 import importlib.util
-import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, TEST_VARS, ansible_playbook
+from conftest import REPO, dev_playbook, dev_stack_vars, scratch_stack
 from minio import Minio
 
 sys.path.insert(0, str(REPO / "image"))
@@ -126,56 +124,33 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
 
 # --- The deployed stack ----------------------------------------------------------------
 
-ROOT = Path("/tmp/sqlserver-backup-metrics")
-PROJECT = "sqlserver-backup-metrics"
-BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
 METRICS_PORT = 31649
 MINIO_PORT = 31648
 BUCKET = "sqlserver-backups"
-PREFIX = "metrics/localhost"
 STACK_VARS = {
-    "dev_secrets_dir": str(ROOT / "secrets"),
-    "backup_stack_project": PROJECT,
-    "backup_stack_dir": str(ROOT / "stack"),
-    "backup_config_dir": str(ROOT / "stack" / "config"),
-    "backup_config_stack_dir": str(ROOT / "stack"),
-    "backup_image_build_dir": str(ROOT / "build"),
-    "minio_image_build_dir": str(ROOT / "minio-build"),
+    **dev_stack_vars("metrics", mssql_port=31647, minio_port=MINIO_PORT),
     "backup_image_tag": "metrics",
-    "backup_stack_mssql_port": 31647,
-    "backup_stack_minio_port": MINIO_PORT,
-    "backup_config_minio_path_prefix": "metrics",
     "backup_stack_metrics_enabled": True,
     "backup_stack_metrics_port": METRICS_PORT,
 }
+PROJECT = STACK_VARS["backup_stack_project"]
+ROOT = Path(STACK_VARS["backup_stack_dir"]).parent
+BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
+PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost"
 OUTPUTS: list[str] = []
 
 
 def deploy(**overrides: object) -> None:
-    result = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        json.dumps({**STACK_VARS, **overrides}),
-        str(REPO / "playbooks" / "deploy.yml"),
-    )
+    result = dev_playbook("deploy.yml", STACK_VARS, overrides)
     OUTPUTS.append(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-4000:]
 
 
 @pytest.fixture(scope="module")
 def stack():
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
-    subprocess.run(["rm", "-rf", str(ROOT)], check=True)
-    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
-    assert prepared.returncode == 0, prepared.stdout[-3000:]
-    deploy()
-    client = docker.from_env()
-    yield client
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
-    subprocess.run(["rm", "-rf", str(ROOT)], check=False)
+    with scratch_stack(STACK_VARS):
+        deploy()
+        yield docker.from_env()
 
 
 def request(host: str, port: int, path: str, method: str = "GET") -> tuple[int, str]:

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import REPO, TEST_VARS, ansible_playbook
+from conftest import REPO, ansible_playbook, dev_playbook, free_port, prepare_standins
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,6 +45,7 @@ WEBHOOK_TOKEN = "hook-token-0123456789"
 HEADER_TOKEN = "Bearer header-token-98765"
 SLACK_URL = "http://receiver:8080/slack/T0000/B0000/slack-secret-token"
 # Every secret of the stack; the webhook's own URL and header reach only the webhook.
+FAILED = "[GoBackup] Err: Backup alerts has failed"  # GoBackup's title of a failed run
 SECRETS = [SA_PASSWORD, MINIO_PASSWORD, "slack-secret-token", "Wrong-Passw0rd-Leak"]
 RECEIVER = """
 import http.server, json, pathlib
@@ -83,18 +84,9 @@ def stack(client: docker.DockerClient, tmp_path_factory):
     """Builds the image (tag of this module) and starts SQL Server, MinIO and
     the receiver on a network of their own."""
     build_dir = tmp_path_factory.mktemp("build")
-    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
-    assert prepared.returncode == 0, prepared.stdout[-3000:]
-    built = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        f"backup_image_build_dir={build_dir}",
-        "-e",
-        f"backup_image_tag={IMAGE.split(':')[1]}",
-        str(REPO / "playbooks" / "build.yml"),
+    prepare_standins()
+    built = dev_playbook(
+        "build.yml", {"backup_image_build_dir": str(build_dir), "backup_image_tag": IMAGE.split(":")[1]}
     )
     assert built.returncode == 0, built.stdout[-3000:]
     remove_stack(client)
@@ -295,6 +287,29 @@ def test_every_run_notifies_ok(stack, requests, client, tmp_path) -> None:
     assert json.loads(hook["body"])["title"] == "[GoBackup] OK: Backup alerts has successfully"
 
 
+def relay_one_failure(config: Path, port: int, channel: str, reason: str, **environment: str) -> str:
+    """Runs the image's notify-relay here on the rendered config, posts one
+    failure to it on `channel` as GoBackup's notifier would, and returns what
+    the relay logged; the relay must answer 200 (sent)."""
+    relay = subprocess.Popen(
+        [sys.executable, str(REPO / "image" / "notify-relay.py"), str(config / "gobackup.yml")],
+        env={**os.environ, "BACKUPCFG_DIR": str(REPO / "image"), **environment},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "the relay listens", 10)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/{channel}", data=json.dumps({"title": FAILED, "message": reason}).encode()
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback http URL
+            assert response.status == 200
+    finally:
+        relay.terminate()
+        _, log = relay.communicate(timeout=10)
+    return log
+
+
 def test_the_relay_removes_every_secret_from_what_it_forwards(tmp_path) -> None:
     """GoBackup's reason can quote a secret (openssl's -k password, a URL):
     the relay sends none of them on, plain or URL-encoded."""
@@ -311,9 +326,7 @@ def test_the_relay_removes_every_secret_from_what_it_forwards(tmp_path) -> None:
 
     receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     password, key = "Pa ss/w0rd&x", "Minio-Secret-Key-1"
     config, _ = render(
         tmp_path,
@@ -323,27 +336,13 @@ def test_the_relay_removes_every_secret_from_what_it_forwards(tmp_path) -> None:
         backup_config_minio_secret_key=key,
         backup_config_databases=[{"name": "alerts", "database": "NotifyDemo", "host": "mssql", "password": "Sa-1"}],
     )
-    relay = subprocess.Popen(
-        [sys.executable, str(REPO / "image" / "notify-relay.py"), str(config / "gobackup.yml")],
-        env={**os.environ, "BACKUPCFG_DIR": str(REPO / "image"), "MSSQL_PASSWORD": password},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    reason = f"openssl -k {key} failed; login Sa-1; {password}; {urllib.parse.quote(password, safe='')}"
     try:
-        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "the relay listens", 10)
-        reason = f"openssl -k {key} failed; login Sa-1; {password}; {urllib.parse.quote(password, safe='')}"
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/webhook",
-            data=json.dumps({"title": "[GoBackup] Err: Backup alerts has failed", "message": reason}).encode(),
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - a loopback http URL
-            assert response.status == 200
+        relay_one_failure(config, port, "webhook", reason, MSSQL_PASSWORD=password)
     finally:
-        relay.terminate()
-        relay.wait()
         receiver.shutdown()
     [sent] = got
-    assert sent["title"] == "[GoBackup] Err: Backup alerts has failed"
+    assert sent["title"] == FAILED
     assert sent["message"] == "openssl -k [redacted] failed; login [redacted]; [redacted]; [redacted]"
 
 
@@ -407,7 +406,7 @@ def test_mail_goes_out_over_starttls_with_a_login_and_without_a_secret(tmp_path)
             mails.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
             return "250 OK"
 
-    smtp_port = socket_port()
+    smtp_port = free_port()
     controller = Controller(
         Handler(),
         hostname="127.0.0.1",
@@ -418,7 +417,7 @@ def test_mail_goes_out_over_starttls_with_a_login_and_without_a_secret(tmp_path)
         authenticator=authenticate,
     )
     controller.start()
-    relay_port = socket_port()
+    relay_port = free_port()
     config, output = render(
         tmp_path,
         backup_config_notify_webhook_url="",
@@ -433,29 +432,15 @@ def test_mail_goes_out_over_starttls_with_a_login_and_without_a_secret(tmp_path)
     )
     assert smtp_password not in output, "Ansible printed the SMTP password"
     assert smtp_password not in (config / "gobackup.yml").read_text(encoding="utf-8")
-    relay = subprocess.Popen(
-        [sys.executable, str(REPO / "image" / "notify-relay.py"), str(config / "gobackup.yml")],
-        env={**os.environ, "BACKUPCFG_DIR": str(REPO / "image"), "SSL_CERT_FILE": str(ca_file)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    reason = f"-> Dump error: Login failed; smtp {smtp_password}; sa {SA_PASSWORD}"
     try:
-        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", relay_port)) == 0, "the relay listens", 10)
-        reason = f"-> Dump error: Login failed; smtp {smtp_password}; sa {SA_PASSWORD}"
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{relay_port}/mail",
-            data=json.dumps({"title": "[GoBackup] Err: Backup alerts has failed", "message": reason}).encode(),
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a loopback http URL
-            assert response.status == 200
+        relay_log = relay_one_failure(config, relay_port, "mail", reason, SSL_CERT_FILE=str(ca_file))
     finally:
-        relay.terminate()
-        _, relay_log = relay.communicate(timeout=10)
         controller.stop()
     assert logins == ["ok"], "one login, inside TLS"
     [(recipients, mail)] = mails
     assert recipients == ["dba@example.com", "oncall@example.com"]
-    assert mail["Subject"] == "[GoBackup] Err: Backup alerts has failed"
+    assert mail["Subject"] == FAILED
     assert mail["From"] == "backups@example.com"
     body = mail.get_content()
     assert "-> Dump error: Login failed" in body
@@ -463,9 +448,3 @@ def test_mail_goes_out_over_starttls_with_a_login_and_without_a_secret(tmp_path)
     assert SA_PASSWORD not in body
     assert "notify-relay: mail notification sent" in relay_log
     assert smtp_password not in relay_log
-
-
-def socket_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -6,40 +6,24 @@ backup_stack_work_volume_driver_opts."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, TEST_VARS, ansible_playbook
+from conftest import dev_playbook, dev_stack_vars, scratch_stack
 from minio import Minio
 
-ROOT = Path("/tmp/sqlserver-backup-workvol")
-PROJECT = "sqlserver-backup-workvol"
-BACKUP, MSSQL = f"{PROJECT}-backup-1", f"{PROJECT}-mssql-1"
-WORK_VOLUME = f"{PROJECT}_workdir"
 MINIO_PORT = 31662
 BUCKET = "sqlserver-backups"
-PREFIX = "workvol/localhost/sales/"
 SA_PASSWORD = "Workvol-Sa-Passw0rd"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W"]
 STACK_VARS = {
-    "dev_secrets_dir": str(ROOT / "secrets"),
+    **dev_stack_vars("workvol", mssql_port=31661, minio_port=MINIO_PORT),
     "dev_mssql_sa_password": SA_PASSWORD,
-    "backup_stack_project": PROJECT,
-    "backup_stack_dir": str(ROOT / "stack"),
-    "backup_config_dir": str(ROOT / "stack" / "config"),
-    "backup_config_stack_dir": str(ROOT / "stack"),
-    "backup_image_build_dir": str(ROOT / "build"),
-    "minio_image_build_dir": str(ROOT / "minio-build"),
     "backup_image_tag": "workvol",
-    "backup_stack_mssql_port": 31661,
-    "backup_stack_minio_port": MINIO_PORT,
-    "backup_config_minio_path_prefix": "workvol",
     "backup_stack_work_volume_driver_opts": {
         "type": "tmpfs",
         "device": "tmpfs",
@@ -57,6 +41,11 @@ STACK_VARS = {
         }
     ],
 }
+PROJECT = STACK_VARS["backup_stack_project"]
+ROOT = Path(STACK_VARS["backup_stack_dir"]).parent
+BACKUP, MSSQL = f"{PROJECT}-backup-1", f"{PROJECT}-mssql-1"
+WORK_VOLUME = f"{PROJECT}_workdir"  # Compose's name for the stack's volume "workdir"
+PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost/sales/"
 OUTPUTS: list[str] = []
 # Random text does not compress: the export's table buffer and .bacpac need
 # about this much each.
@@ -65,25 +54,11 @@ FILLER_ROWS, ROW_CHARACTERS = 120, 4000
 
 @pytest.fixture(scope="module")
 def stack():
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
-    subprocess.run(["rm", "-rf", str(ROOT)], check=True)
-    prepared = ansible_playbook(str(REPO / "tests/playbooks/prepare_standins.yml"))
-    assert prepared.returncode == 0, prepared.stdout[-3000:]
-    result = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "dev"),
-        "-e",
-        f"@{TEST_VARS}",
-        "-e",
-        json.dumps(STACK_VARS),
-        str(REPO / "playbooks" / "deploy.yml"),
-    )
-    OUTPUTS.append(result.stdout + result.stderr)
-    assert result.returncode == 0, result.stdout[-4000:]
-    client = docker.from_env()
-    yield client
-    subprocess.run(["docker", "compose", "-p", PROJECT, "down", "-v"], capture_output=True, check=False)
-    subprocess.run(["rm", "-rf", str(ROOT)], check=False)
+    with scratch_stack(STACK_VARS):
+        result = dev_playbook("deploy.yml", STACK_VARS)
+        OUTPUTS.append(result.stdout + result.stderr)
+        assert result.returncode == 0, result.stdout[-4000:]
+        yield docker.from_env()
 
 
 def sql(client: docker.DockerClient, query: str) -> str:
