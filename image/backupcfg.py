@@ -1514,7 +1514,8 @@ def container_settings_problems(
         reasons.append(f"METRICS_PORT must be a port number (1-65535) or empty, not '{metrics_port}'")
     elif metrics_port and web_port is not None and int(metrics_port) == int(web_port):
         reasons.append(
-            f"METRICS_PORT must differ from web.port, the port of GoBackup's own web server in the container ({web_port})"
+            "METRICS_PORT must differ from web.port, the port of GoBackup's own web server in the container"
+            f" ({web_port})"
         )
     return _name_sources(reasons, sources)
 
