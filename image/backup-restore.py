@@ -50,7 +50,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
@@ -717,9 +716,10 @@ def sqlpackage_main(argv: list[str]) -> int:
     options = sqlpackage_options(argv)
     if options.get("action", "").lower() != "export" or not options.get("targetfile"):
         os.execv(REAL_SQLPACKAGE, [REAL_SQLPACKAGE, *argv])  # noqa: S606 - the arguments as GoBackup gave them
+    # .NET's temp directory: TMPDIR, else /tmp.
     buffers = [
         Path(options["targetfile"]).parent,
-        Path(options.get("p:tempdirectoryfortabledata") or tempfile.gettempdir()),
+        Path(options.get("p:tempdirectoryfortabledata") or os.environ.get("TMPDIR") or "/tmp"),  # noqa: S108
     ]
     free_at_start = {}
     for directory in buffers:
@@ -731,9 +731,14 @@ def sqlpackage_main(argv: list[str]) -> int:
     stderr = result.stderr.decode(errors="replace")
     sys.stderr.write(stderr)
     if result.returncode != 0 and NO_SPACE in stderr.lower():
-        sys.stderr.write(space_report(options, stderr, free_at_start) + "\n")
+        try:
+            report = space_report(options, stderr, free_at_start)
+        except Exception as error:  # sqlpackage's own error and status must still get through
+            report = f"*** (the disk space report failed: {type(error).__name__}: {error})"
+        sys.stderr.write(report + "\n")
     sys.stderr.flush()
-    return result.returncode
+    # Killed by a signal (the memory limit's OOM kill): the shell's 128+N.
+    return result.returncode if result.returncode >= 0 else 128 - result.returncode
 
 
 def main(argv: list[str] | None = None) -> int:

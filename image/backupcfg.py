@@ -1491,28 +1491,35 @@ def gobackup_config_problems(
 
 
 def container_settings_problems(
-    environ: Mapping[str, Any], web_port: Any = None, sources: Mapping[str, str] | None = None
+    environ: Mapping[str, Any],
+    web_port: Any = None,
+    sources: Mapping[str, str] | None = None,
+    empty_is_default: bool = True,
 ) -> list[str]:
     """The reasons the backup container's own settings (its environment in
     compose.yml) are not usable; empty when fine. The entrypoint checks them at
     start, the backup_stack role before it deploys. `web_port` is GoBackup's,
-    which the metrics may not share; `sources` as for gobackup_config_problems."""
+    which the metrics may not share; `sources` as for gobackup_config_problems.
+    The entrypoint takes an empty value for the default; the role, which
+    renders its values into compose.yml, does not (empty_is_default false)."""
     settings = {str(key): "" if value is None else str(value) for key, value in environ.items()}
     reasons = []
     for name, allowed, default in (
         ("RUN_MODE", ("once", "daemon"), "daemon"),
         ("SKIP_HEALTH_CHECK", ("true", "false"), "false"),
     ):
-        value = settings.get(name) or default
+        value = settings.get(name, default)
+        value = (value or default) if empty_is_default else value
         if value not in allowed:
             reasons.append(f"{name} must be '{allowed[0]}' or '{allowed[1]}', not '{value}'")
-    grace = settings.get("STOP_GRACE_PERIOD") or "3600"
+    grace = settings.get("STOP_GRACE_PERIOD", "3600")
+    grace = (grace or "3600") if empty_is_default else grace
     if not re.fullmatch(r"[0-9]{1,9}", grace):
         reasons.append(f"STOP_GRACE_PERIOD must be a whole number of seconds, not '{grace}'")
     metrics_port = settings.get("METRICS_PORT", "")
     if metrics_port and not (re.fullmatch(r"[0-9]{1,5}", metrics_port) and 1 <= int(metrics_port) <= 65535):
         reasons.append(f"METRICS_PORT must be a port number (1-65535) or empty, not '{metrics_port}'")
-    elif metrics_port and web_port is not None and int(metrics_port) == int(web_port):
+    elif metrics_port and web_port is not None and str(int(metrics_port)) == str(web_port).strip():
         reasons.append(
             "METRICS_PORT must differ from web.port, the port of GoBackup's own web server in the container"
             f" ({web_port})"

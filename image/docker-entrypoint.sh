@@ -135,13 +135,16 @@ check_connectivity() {
 keep_notify_relay_running() {
   local started relay_pid=""
   # stop_notify_relay: the relay goes too.
-  trap '[[ -z "${relay_pid}" ]] || kill -TERM "${relay_pid}" 2>/dev/null; exit 0' TERM
+  trap '[[ -z "${relay_pid}" ]] || { kill -TERM "${relay_pid}" 2>/dev/null; wait "${relay_pid}"; }; exit 0' TERM
   while true; do
     started=${SECONDS}
     BACKUPCFG_DIR="$(dirname "${BACKUPCFG}")" python3 "${NOTIFY_RELAY}" "$1" &
     relay_pid=$!
     wait "${relay_pid}" || true
-    ((SECONDS - started >= RELAY_MIN_UPTIME_SECONDS)) || return 1
+    if ((SECONDS - started < RELAY_MIN_UPTIME_SECONDS)); then
+      log "error: the notification relay stopped within ${RELAY_MIN_UPTIME_SECONDS} s of its start (reason above); notifications are not sent"
+      return 1
+    fi
     log "warning: the notification relay stopped; starting it again"
   done
 }
