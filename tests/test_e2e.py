@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from minio import Minio
 from minio.error import S3Error
+from minio.versioningconfig import ENABLED, SUSPENDED, VersioningConfig
 
 IMAGE = "sqlserver-backup:1.0.0"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
@@ -261,6 +262,49 @@ def test_drill_reports_each_database_and_leaves_nothing_behind(stack, client) ->
     assert "DRILL PASS model=sales" in result.stdout
     assert "DRILL PASS model=inventory" in result.stdout
     assert not [name for name in sql(client, "SELECT name FROM sys.databases") if "_drill_" in name]
+
+
+def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_key(stack, client, bucket) -> None:
+    """restore_version_id end to end: the archive a stolen backup key (or keep)
+    overwrote and then deleted comes back into SQL Server from its version.
+    The lock itself is tested in test_immutability.py; versioning, which
+    object lock implies, is enough to keep the version here."""
+    bucket.set_bucket_versioning(BUCKET, VersioningConfig(ENABLED))
+    try:
+        before = archives(bucket, "sales")
+        playbook("backup_now.yml", "-e", "backup_now_models=sales")
+        [name] = sorted(set(archives(bucket, "sales")) - set(before))
+        key = f"{PREFIX}/sales/{name}"
+        version = bucket.stat_object(BUCKET, key).version_id
+        host_key = Minio(f"127.0.0.1:{MINIO_PORT}", "sqlserver-backup", secret("minio_backup_secret_key"), secure=False)
+        host_key.put_object(BUCKET, key, io.BytesIO(b"not an archive"), 14)
+        host_key.remove_object(BUCKET, key)
+        assert name not in archives(bucket, "sales")
+
+        listed = client.containers.get(BACKUP).exec_run(["backup-restore", "--model", "sales", "--list-versions"])
+        assert listed.exit_code == 0, listed.output.decode()
+        assert re.search(rf"^{re.escape(name)} version={version} \w+$", listed.output.decode(), re.M), listed.output
+        copy = ("-e", "restore_model=sales", "-e", f"restore_archive={name}")
+        copy += ("-e", "restore_target_database=SalesFromVersion")
+        result = playbook("restore.yml", *copy, "-e", f"restore_version_id={version}")
+        assert f"RESTORED model=sales archive={name} database=SalesFromVersion" in result.stdout
+        for query in ("SELECT * FROM dbo.Customers", "SELECT * FROM dbo.Orders"):
+            assert sql(client, query, "SalesFromVersion") == sql(client, query, "SalesDemo")
+        unknown = playbook("restore.yml", *copy, "-e", "restore_version_id=0", check=False)
+        assert unknown.returncode != 0
+        assert f"version 0 of {name} is not in {BUCKET}/{PREFIX}/sales" in unknown.stdout
+    finally:
+        # Back to what an unversioned bucket would hold: a deleted key has no
+        # version left, a present one only its latest.
+        latest: dict[str, bool] = {}
+        for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/", recursive=True, include_version=True):
+            if obj.is_latest == "true":
+                latest[obj.object_name] = not obj.is_delete_marker
+        for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/", recursive=True, include_version=True):
+            if not latest[obj.object_name] or obj.is_latest != "true":
+                bucket.remove_object(BUCKET, obj.object_name, version_id=obj.version_id)
+        bucket.set_bucket_versioning(BUCKET, VersioningConfig(SUSPENDED))
+        sql(client, "IF DB_ID('SalesFromVersion') IS NOT NULL DROP DATABASE SalesFromVersion")
 
 
 def test_verify_passes_every_kept_archive(stack) -> None:
