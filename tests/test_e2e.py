@@ -39,6 +39,7 @@ SA_PASSWORD = "#&*!%@[{Sa0123x"
 SCRATCH_PASSWORD = "Scratch-Only-Passw0rd"
 PASSPHRASE, WRONG_PASSPHRASE = "Vaulted encryption passphrase #1", "Not-the-passphrase-2"
 BUCKET = "sqlserver-backups"
+BACKUP_ACCESS_KEY = "sqlserver-backup"  # the dev inventory's backup_config_minio_access_key
 E2E_VARS = {
     **dev_stack_vars("e2e", mssql_port=21433, minio_port=MINIO_PORT),
     # Starts with '#' and holds characters YAML would take apart unquoted: it
@@ -129,7 +130,7 @@ def once_environment(**overrides: str) -> dict[str, str]:
         "MSSQL_TRUST_SERVER_CERTIFICATE": "true",
         "MINIO_ENDPOINT": "http://minio:9000",
         "MINIO_BUCKET": BUCKET,
-        "MINIO_ACCESS_KEY": "sqlserver-backup",
+        "MINIO_ACCESS_KEY": BACKUP_ACCESS_KEY,
         "MINIO_SECRET_KEY": secret("minio_backup_secret_key"),
         "MINIO_PATH": f"{PREFIX}/once",
         "BACKUP_MODEL": "failcase",
@@ -276,7 +277,7 @@ def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_ke
         [name] = sorted(set(archives(bucket, "sales")) - set(before))
         key = f"{PREFIX}/sales/{name}"
         version = bucket.stat_object(BUCKET, key).version_id
-        host_key = Minio(f"127.0.0.1:{MINIO_PORT}", "sqlserver-backup", secret("minio_backup_secret_key"), secure=False)
+        host_key = Minio(f"127.0.0.1:{MINIO_PORT}", BACKUP_ACCESS_KEY, secret("minio_backup_secret_key"), secure=False)
         host_key.put_object(BUCKET, key, io.BytesIO(b"not an archive"), 14)
         host_key.remove_object(BUCKET, key)
         assert name not in archives(bucket, "sales")
@@ -296,12 +297,10 @@ def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_ke
     finally:
         # Back to what an unversioned bucket would hold: a deleted key has no
         # version left, a present one only its latest.
-        latest: dict[str, bool] = {}
-        for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/", recursive=True, include_version=True):
-            if obj.is_latest == "true":
-                latest[obj.object_name] = not obj.is_delete_marker
-        for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/", recursive=True, include_version=True):
-            if not latest[obj.object_name] or obj.is_latest != "true":
+        versions = list(bucket.list_objects(BUCKET, prefix=f"{PREFIX}/", recursive=True, include_version=True))
+        present = {obj.object_name: not obj.is_delete_marker for obj in versions if obj.is_latest == "true"}
+        for obj in versions:
+            if not present[obj.object_name] or obj.is_latest != "true":
                 bucket.remove_object(BUCKET, obj.object_name, version_id=obj.version_id)
         bucket.set_bucket_versioning(BUCKET, VersioningConfig(SUSPENDED))
         sql(client, "IF DB_ID('SalesFromVersion') IS NOT NULL DROP DATABASE SalesFromVersion")
