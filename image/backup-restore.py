@@ -48,8 +48,10 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
@@ -65,7 +67,6 @@ import backupcfg
 DEFAULT_CONFIG = Path("/etc/gobackup/gobackup.yml")
 DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 STATE_FOLDER = ".gobackup-state/"
-RESTORE_SETTINGS = "restore.yml"
 QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
 
 
@@ -77,8 +78,8 @@ class CorruptArchive(RestoreError):
     """The archive itself is damaged: its tar, its package or its model."""
 
 
-class DecryptError(CorruptArchive):
-    """openssl could not decrypt the archive: a wrong passphrase or damage."""
+class WrongKey(RestoreError):
+    """No known passphrase opens the archive: it is not damaged, the key is missing."""
 
 
 @dataclass
@@ -263,7 +264,7 @@ class Database:
         except subprocess.TimeoutExpired:
             raise RestoreError(f"sqlcmd on {self.server}: no answer within {timeout:g} s") from None
         if result.returncode != 0:
-            raise RestoreError(f"sqlcmd on {self.server}: {(result.stderr or result.stdout).strip()}")
+            raise RestoreError(f"sqlcmd on {self.server}: {' '.join((result.stderr or result.stdout).split())}")
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
     def table_sizes(self, database: str) -> list[int]:
@@ -279,6 +280,26 @@ class Database:
 
     def drop(self, name: str) -> None:
         self.sqlcmd(f"DROP DATABASE [{name}]")
+
+    def rename(self, name: str, new_name: str) -> None:
+        self.sqlcmd(f"ALTER DATABASE [{name}] MODIFY NAME = [{new_name}]")
+
+    def check(self, name: str) -> None:
+        """DBCC CHECKDB: any allocation or consistency error fails (sqlcmd -b)."""
+        try:
+            self.sqlcmd(f"DBCC CHECKDB ([{name}]) WITH NO_INFOMSGS, ALL_ERRORMSGS")
+        except RestoreError as error:
+            raise RestoreError(f"DBCC CHECKDB of {name} on {self.server} failed: {error}") from None
+
+    def row_counts(self, name: str, tables: list[str]) -> dict[str, int]:
+        counts = {}
+        for table in tables:
+            rows = self.sqlcmd(f"SELECT COUNT(*) FROM {table}", name)  # noqa: S608 - names checked
+            try:
+                counts[table] = int(rows[0])
+            except (IndexError, ValueError):
+                raise RestoreError(f"cannot count the rows of {table} in {name}: {rows[:1]}") from None
+        return counts
 
     def import_package(self, package: Path, target: str) -> None:
         command = [
@@ -296,7 +317,19 @@ class Database:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         print(result.stdout, end="", flush=True)
         if result.returncode != 0:
-            raise RestoreError(f"sqlpackage import into {target} on {self.server} failed: {result.stderr.strip()}")
+            raise RestoreError(
+                f"sqlpackage import into {target} on {self.server} failed: {' '.join(result.stderr.split())}"
+            )
+
+    def remove_if_there(self, name: str) -> str:
+        """Drops a database this tool created, if it is there; '' or why it could not."""
+        try:
+            if self.exists(name):
+                self.drop(name)
+                print(f"restore: dropped {name} on {self.server}", flush=True)
+        except RestoreError as error:
+            return f"; {name} could not be dropped on {self.server} ({error}): drop it by hand"
+        return ""
 
 
 def s3_storage(storage: Mapping[str, Any], timeout: float) -> S3Storage:
@@ -313,102 +346,167 @@ def s3_storage(storage: Mapping[str, Any], timeout: float) -> S3Storage:
 
 
 def model_parts(document: Mapping[str, Any], model: str, timeout: float) -> tuple[S3Storage, Database]:
+    """The model's S3 storage and its source database (for an all_databases
+    model, its server with an empty database name)."""
     models = document["models"]
     if model not in models:
         raise RestoreError(f"model {model} is not in the configuration (models: {', '.join(sorted(models))})")
     body = models[model]
-    databases = [value for value in (body.get("databases") or {}).values() if value.get("type") == "mssql"]
+    sources = [source for source in backupcfg.source_servers(document) if source["model"] == model]
     storages = [value for value in (body.get("storages") or {}).values() if value.get("type") in {"minio", "s3"}]
-    if len(databases) != 1 or not storages:
+    if len(sources) != 1 or not storages:
         raise RestoreError(f"model {model} needs exactly one mssql database and an S3 storage to restore from")
-    source = databases[0]
+    source = sources[0]
     return (
         s3_storage(storages[0], timeout),
         Database(
-            host=str(source.get("host", "127.0.0.1")),
-            port=int(source.get("port", 1433)),
-            name=str(source["database"]),
-            username=str(source.get("username", "sa")),
-            password=str(source.get("password", "")),
-            trust=bool(source.get("trust_server_certificate", False)),
-            args=str(source.get("args") or ""),
+            host=source["host"],
+            port=source["port"],
+            name="" if source["all_databases"] else source["database"],
+            username=source["username"],
+            password=source["password"],
+            trust=source["trust_server_certificate"],
+            args=str((next(iter(body["databases"].values())) or {}).get("args") or ""),
         ),
     )
 
 
-def restore_target(config: Path, environment: Mapping[str, str], model: str, source: Database) -> Database:
-    """Where restores and drills of a model import: restore.yml beside the
-    configuration (written by the backup_config role), else the RESTORE_MSSQL_*
-    variables, else the export's own server and login."""
-    settings_file = config.parent / RESTORE_SETTINGS
-    settings: Mapping[str, Any] = {}
-    if settings_file.is_file():
-        settings = (backupcfg.load_lenient(settings_file, environment) or {}).get("models", {}).get(model) or {}
-    elif environment.get("RESTORE_MSSQL_HOST"):
-        settings = {
-            "host": environment["RESTORE_MSSQL_HOST"],
-            "port": environment.get("RESTORE_MSSQL_PORT") or 1433,
-            "username": environment.get("RESTORE_MSSQL_USER") or source.username,
-            "password": environment.get("RESTORE_MSSQL_PASSWORD") or source.password,
-            "trust_server_certificate": environment.get("RESTORE_MSSQL_TRUST_SERVER_CERTIFICATE", "false") == "true",
-        }
-    if not settings:
-        print(
-            f"restore: no restore server or login set for model {model}; using the export's "
-            "(backup_config_restore_* or RESTORE_MSSQL_* give restores their own)",
-            flush=True,
-        )
-        return source
+def restore_settings(config: Path, environment: Mapping[str, str], model: str) -> Mapping[str, Any]:
+    settings = backupcfg.load_restore_settings(config, environment).get("models") or {}
+    return settings.get(model) or {}
+
+
+def restore_server(
+    config: Path, document: Mapping[str, Any], environment: Mapping[str, str], model: str, source: Database
+) -> Database:
+    """Where restores and drills of a model import: its restore server, which
+    must be set and must not be a server this host backs up (there is no
+    fallback to the source: --into-source is the explicit way there)."""
+    all_settings = backupcfg.load_restore_settings(config, environment)
+    problems = [
+        reason
+        for reason in backupcfg.restore_problems(document, all_settings)
+        if reason.startswith(f"model {model}: ") and "drill_schedule" not in reason
+    ]
+    if problems:
+        raise RestoreError("; ".join(problems))
+    settings = (all_settings.get("models") or {})[model]
     return Database(
-        host=str(settings.get("host") or source.host),
-        port=int(settings.get("port") or source.port),
+        host=str(settings["host"]),
+        port=int(settings.get("port") or 1433),
         name=source.name,
         username=str(settings.get("username") or source.username),
         password=str(settings.get("password") or source.password),
-        trust=bool(settings.get("trust_server_certificate", source.trust)),
+        trust=str(settings.get("trust_server_certificate", source.trust)).lower() == "true",
         args=source.args,
     )
 
 
-def decrypt(archive: Path, model: str, body: Mapping[str, Any], environment: Mapping[str, str]) -> Path:
+# The head of what an archive decrypts to, by compress_with type: tar's magic
+# at offset 257, or the gzip, zstd and xz magic numbers.
+ARCHIVE_MAGIC = ((257, b"ustar"), (0, b"\x1f\x8b"), (0, b"\x28\xb5\x2f\xfd"), (0, b"\xfd7zXZ\x00"))
+SALTED = b"Salted__"
+
+
+def passphrase_variables(
+    model: str, body: Mapping[str, Any], settings: Mapping[str, Any], environment: Mapping[str, str]
+) -> list[str]:
+    """The current passphrase's .env variable, then the previous ones that are set."""
+    current = backupcfg.encryption_passphrase_variable(body.get("encrypt_with"))
+    previous = [str(name) for name in settings.get("previous_passphrases") or []]
+    return [name for name in ([current] if current else []) + previous if environment.get(name)]
+
+
+def decrypt(
+    archive: Path,
+    model: str,
+    body: Mapping[str, Any],
+    environment: Mapping[str, str],
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
     """GoBackup's encrypt_with (openssl) in reverse, with the model's cipher,
-    base64 and args; the passphrase reaches openssl from the environment."""
+    base64 and args. The current passphrase is tried first, then each previous
+    one (restore.yml); each reaches openssl from the environment. An archive
+    none of them opens is WrongKey; one that a passphrase opens but that does
+    not decrypt whole is CorruptArchive."""
     if not archive.name.endswith(".enc"):
         return archive
-    encrypt = body.get("encrypt_with")
-    variable = backupcfg.encryption_passphrase_variable(encrypt)
-    if variable is None:
-        raise RestoreError(
-            f"{archive.name} of model {model} is encrypted, but the model has no encrypt_with passphrase in the"
-            " configuration (backup_config_encryption_passphrase, or the database entry's encryption_passphrase)"
+    encrypt = body.get("encrypt_with") if isinstance(body.get("encrypt_with"), dict) else {}
+    variables = passphrase_variables(model, body, settings or {}, environment)
+    if not variables:
+        raise WrongKey(
+            f"{archive.name} of model {model} is encrypted, but no passphrase for it is set"
+            " (backup_config_encryption_passphrase or the entry's encryption_passphrase, and"
+            " backup_config_encryption_previous_passphrases for archives made before a rotation)"
         )
+    cipher = ["openssl", str(encrypt.get("chiper") or "aes-256-cbc"), "-d"]
+    base64 = str(encrypt.get("base64", False)).lower() == "true"
+    if base64:
+        cipher.append("-base64")
+    cipher += str(encrypt.get("args") or "").split()
     plain = archive.with_name(archive.name.removesuffix(".enc"))
-    command = ["openssl", str(encrypt.get("chiper") or "aes-256-cbc"), "-d"]
-    if str(encrypt.get("base64", False)).lower() == "true":
-        command.append("-base64")
-    command += str(encrypt.get("args") or "").split()
-    command += ["-pass", f"env:{variable}", "-in", str(archive), "-out", str(plain)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **environment})
-    archive.unlink()
-    if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no message"])[0]
-        raise DecryptError(
-            f"cannot decrypt {archive.name} of model {model} with the passphrase in {variable}:"
-            f" wrong passphrase or damaged archive (openssl: {detail})"
-        )
-    return plain
+    with archive.open("rb") as file:
+        # Whole base64 lines (64 characters each) decode on their own.
+        head = b"".join(file.readline() for _ in range(72)) if base64 else file.read(16 + 4096)
+    try:
+        if not base64 and not head.startswith(SALTED):
+            raise CorruptArchive(f"{archive.name} of model {model} does not start with openssl's salt header")
+        for variable in variables:
+            # A wrong passphrase turns the first blocks into noise: each is tried on the head alone.
+            if not looks_like_archive(decrypt_head(cipher, variable, head, environment)):
+                continue
+            result = subprocess.run(
+                [*cipher, "-pass", f"env:{variable}", "-in", str(archive), "-out", str(plain)],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, **environment},
+            )
+            if result.returncode != 0:
+                plain.unlink(missing_ok=True)
+                detail = (result.stderr.strip().splitlines() or ["no message"])[0]
+                raise CorruptArchive(
+                    f"{archive.name} of model {model} opens with the passphrase in {variable} but does not decrypt"
+                    f" whole: the archive is damaged (openssl: {detail})"
+                )
+            if variable != variables[0]:
+                print(f"restore: {archive.name} opened with the previous passphrase in {variable}", flush=True)
+            return plain
+    finally:
+        archive.unlink(missing_ok=True)
+    raise WrongKey(
+        f"no known passphrase opens {archive.name} of model {model} (tried {', '.join(variables)}): it was made"
+        " under another passphrase; add that one to backup_config_encryption_previous_passphrases"
+    )
 
 
-def unpack(archive: Path, into: Path, model: str) -> Path:
+def decrypt_head(cipher: list[str], variable: str, head: bytes, environment: Mapping[str, str]) -> bytes:
+    result = subprocess.run(
+        [*cipher, "-nopad", "-pass", f"env:{variable}"],
+        input=head,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **environment},
+    )
+    return result.stdout
+
+
+def looks_like_archive(head: bytes) -> bool:
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in ARCHIVE_MAGIC)
+
+
+def unpack(archive: Path, into: Path, model: str) -> list[Path]:
+    """The .bacpac files of an archive: one per database, GoBackup's
+    <model>/mssql/<database key>/<database>.bacpac (all_databases: several)."""
     # tar, as GoBackup packed it: it also knows the compressed variants.
     into.mkdir()
     result = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise CorruptArchive(f"cannot unpack {archive.name}: {' '.join(result.stderr.split())}")
     packages = sorted(into.glob(f"{model}/mssql/*/*.bacpac"))
-    if len(packages) != 1:
-        raise CorruptArchive(f"{archive.name} holds {len(packages)} .bacpac files under {model}/mssql/, expected 1")
-    return packages[0]
+    if not packages:
+        raise CorruptArchive(f"{archive.name} holds no .bacpac file under {model}/mssql/")
+    return packages
 
 
 def check_package(package: Path) -> int:
@@ -464,6 +562,24 @@ def archive_time(name: str) -> str:
     return digits or datetime.datetime.now().strftime("%Y%m%d%H%M%S")
 
 
+def archive_timestamp(name: str, body: Mapping[str, Any]) -> float | None:
+    """When GoBackup made the archive: its name is the local time in the
+    model's filename_format (Go's 2006.01.02.15.04.05 by default)."""
+    layout = str((body.get("compress_with") or {}).get("filename_format") or "2006.01.02.15.04.05")
+    strptime = layout
+    for go, python in (("2006", "%Y"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("04", "%M"), ("05", "%S")):
+        strptime = strptime.replace(go, python)
+    try:
+        moment = datetime.datetime.strptime(name.split(".tar")[0], strptime)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=backupcfg.local_zone()).timestamp()
+
+
+def utc_stamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
+
+
 def active_config(named: Path | None) -> Path:
     active = backupcfg.ACTIVE_CONFIG
     return named or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
@@ -475,14 +591,51 @@ def work_directory(document: Mapping[str, Any], purpose: str) -> Path:
     return workdir
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGINT: unwinds through every finally, so nothing is left behind."""
+
+
+def stop_on_signals() -> None:
+    def stop(number: int, _frame: Any) -> None:
+        raise Stopped(f"stopped by signal {signal.Signals(number).name}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def fetch_packages(
+    storage: S3Storage,
+    name: str,
+    version_id: str,
+    workdir: Path,
+    model: str,
+    body: Mapping[str, Any],
+    environment: Mapping[str, str],
+    settings: Mapping[str, Any],
+) -> tuple[list[Path], int]:
+    """Downloads, decrypts, unpacks and checks an archive: its packages and size."""
+    version = f" version {version_id}" if version_id else ""
+    print(f"restore: downloading {storage.bucket}/{storage.key(name)}{version}", flush=True)
+    storage.download(name, workdir / name, version_id)
+    size = (workdir / name).stat().st_size
+    plain = decrypt(workdir / name, model, body, environment, settings)
+    packages = unpack(plain, workdir / "unpacked", model)
+    plain.unlink(missing_ok=True)
+    for package in packages:
+        check_package(package)
+    return packages, size
+
+
 def verify(arguments: argparse.Namespace) -> int:
-    document, environment = backupcfg.load(active_config(arguments.config), backupcfg.resolve_file_env(os.environ))
+    config = active_config(arguments.config)
+    document, environment = backupcfg.load(config, backupcfg.resolve_file_env(os.environ))
     models = arguments.model or sorted(document["models"])
     checked, failed = 0, 0
     workdir = work_directory(document, "verify")
     try:
         for model in models:
             storage, _ = model_parts(document, model, arguments.timeout)
+            settings = restore_settings(config, environment, model)
             names = storage.archives()
             if not names:
                 print(f"MISSING model={model}: no archives in {storage.bucket}/{storage.path}", flush=True)
@@ -493,9 +646,12 @@ def verify(arguments: argparse.Namespace) -> int:
                 try:
                     storage.download(name, archive)
                     size = archive.stat().st_size
-                    plain = decrypt(archive, model, document["models"][model], environment)
-                    tables = check_package(unpack(plain, workdir / "unpacked", model))
+                    plain = decrypt(archive, model, document["models"][model], environment, settings)
+                    tables = sum(check_package(package) for package in unpack(plain, workdir / "unpacked", model))
                     print(f"OK model={model} key={storage.key(name)} size={size} tables={tables}", flush=True)
+                except WrongKey as error:
+                    print(f"WRONG-KEY model={model} key={storage.key(name)} reason={error}", flush=True)
+                    failed += 1
                 except CorruptArchive as error:
                     print(f"CORRUPT model={model} key={storage.key(name)} reason={error}", flush=True)
                     failed += 1
@@ -512,21 +668,111 @@ def verify(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def import_checked(server: Database, package: Path, target: str, replace: bool, drop_replaced: bool) -> str:
+    """Imports a package as `target` and never leaves a moment without it:
+    the import goes to a temporary name and is checked (DBCC CHECKDB, every
+    table counted); only then is an existing target renamed aside
+    (<target>_replaced_<UTC time>) and the new one renamed into place. Any
+    failure leaves the target as it was and drops the temporary database.
+    Returns the name the old database was kept under ('' when none)."""
+    stamp = utc_stamp()
+    temporary, aside = f"{target}_restoring_{stamp}", f"{target}_replaced_{stamp}"
+    replaced = ""
+    try:
+        print(f"restore: importing {package.name} into {temporary} on {server.server}", flush=True)
+        server.import_package(package, temporary)
+        server.check(temporary)
+        counts = server.row_counts(temporary, package_tables(package))
+        print(f"restore: {temporary} is consistent (DBCC CHECKDB) and holds {sum(counts.values())} rows", flush=True)
+        if server.exists(target):
+            if not replace:
+                raise RestoreError(f"database {target} appeared on {server.server} during the import; nothing replaced")
+            server.rename(target, aside)
+            replaced = aside
+            try:
+                server.rename(temporary, target)
+            except RestoreError:
+                server.rename(aside, target)
+                replaced = ""
+                raise
+            print(f"restore: the previous {target} is kept as {aside}", flush=True)
+            if drop_replaced:
+                server.drop(aside)
+                print(f"restore: dropped {aside} (--drop-replaced)", flush=True)
+                replaced = ""
+        else:
+            server.rename(temporary, target)
+        return replaced
+    except BaseException as error:
+        left = server.remove_if_there(temporary)
+        if left and isinstance(error, RestoreError):
+            raise RestoreError(f"{error}{left}") from None
+        raise
+
+
 def restore(arguments: argparse.Namespace) -> int:
     config = active_config(arguments.config)
     document, environment = backupcfg.load(config, backupcfg.resolve_file_env(os.environ))
-    storage, source = model_parts(document, arguments.model, arguments.timeout)
-    database = restore_target(config, environment, arguments.model, source)
+    model = arguments.model
+    storage, source = model_parts(document, model, arguments.timeout)
+    settings = restore_settings(config, environment, model)
 
     if arguments.list_versions:
         versions = storage.versions()
         lines = [f"{name} version={version} {state}" for name, version, state in versions]
         print("\n".join(lines) if lines else f"no archive versions under {storage.bucket}/{storage.path}")
         return 0
-    archives = storage.archives()
     if arguments.list:
+        archives = storage.archives()
         print("\n".join(archives) if archives else f"no archives under {storage.bucket}/{storage.path}")
         return 0
+
+    # Every refusal comes before anything is downloaded.
+    if arguments.into_source:
+        if arguments.drill:
+            raise RestoreError("a drill never imports into a source server: drop --into-source")
+        if not arguments.target_database:
+            raise RestoreError("--into-source needs --target-database, the database to restore on the source server")
+        if arguments.confirm != arguments.target_database:
+            raise RestoreError(
+                f"--into-source writes to the source server {source.server}: repeat the target's name with"
+                f" --confirm {arguments.target_database} (Ansible: -e restore_confirm=<target database>)"
+            )
+        server = source
+        print(f"restore: into the SOURCE server {source.server}, as confirmed for {arguments.target_database}")
+    else:
+        server = restore_server(config, document, environment, model, source)
+    if arguments.drop_replaced and not arguments.replace:
+        raise RestoreError("--drop-replaced only goes with --replace")
+    target = arguments.target_database
+    if target and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", target):
+        raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.- (100 at most)")
+    if target and not arguments.drill and server.exists(target) and not arguments.replace:
+        raise RestoreError(
+            f"database {target} already exists on {server.server}; pass --replace to swap it for the restored one"
+            " (the old one is kept as <name>_replaced_<time>)"
+        )
+    name = choose_archive(storage, arguments)
+
+    workdir = work_directory(document, "drill" if arguments.drill else "restore")
+    try:
+        if arguments.drill:
+            return drill(arguments, document, storage, server, name, workdir, environment, settings)
+        packages, _ = fetch_packages(
+            storage, name, arguments.version_id or "", workdir, model, document["models"][model], environment, settings
+        )
+        packages = select_packages(packages, arguments.database, bool(target))
+        for package in packages:
+            database = target or f"{package.stem}_restored_{archive_time(name)}"
+            replaced = import_checked(server, package, database, arguments.replace, arguments.drop_replaced)
+            kept = f" replaced={replaced}" if replaced else ""
+            print(f"RESTORED model={model} archive={name} database={package.stem} target={database}{kept}", flush=True)
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def choose_archive(storage: S3Storage, arguments: argparse.Namespace) -> str:
     if arguments.version_id:
         # A retained version, perhaps behind a delete marker: the listing of
         # current archives does not show it.
@@ -537,54 +783,137 @@ def restore(arguments: argparse.Namespace) -> int:
                 f"version {arguments.version_id} of {arguments.archive} is not in {storage.bucket}/{storage.path}"
                 " (see --list-versions)"
             )
-        name = arguments.archive
-    else:
-        if not archives:
-            raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
-        name = arguments.archive or archives[-1]
-        if name not in archives:
-            raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
-    kind = "drill" if arguments.drill else "restored"
-    target = arguments.target_database or f"{database.name}_{kind}_{archive_time(name)}"
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", target):
-        raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.-")
+        return arguments.archive
+    archives = storage.archives()
+    if not archives:
+        raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
+    name = arguments.archive or archives[-1]
+    if name not in archives:
+        raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
+    return name
 
-    workdir = work_directory(document, "restore")
+
+def select_packages(packages: list[Path], database: str | None, one_target: bool) -> list[Path]:
+    """The packages to restore: the one named by --database, else all (an
+    all_databases archive holds one per database)."""
+    if database:
+        chosen = [package for package in packages if package.stem.lower() == database.lower()]
+        if not chosen:
+            held = ", ".join(package.stem for package in packages)
+            raise RestoreError(f"the archive holds no database {database} (it holds {held})")
+        return chosen
+    if one_target and len(packages) > 1:
+        held = ", ".join(package.stem for package in packages)
+        raise RestoreError(f"the archive holds several databases ({held}): name one with --database")
+    return packages
+
+
+def drill(
+    arguments: argparse.Namespace,
+    document: Mapping[str, Any],
+    storage: S3Storage,
+    server: Database,
+    name: str,
+    workdir: Path,
+    environment: Mapping[str, str],
+    settings: Mapping[str, Any],
+) -> int:
+    """Proves an archive restores: verified, every database imported into the
+    restore server, DBCC CHECKDB, every table counted, then dropped. Records
+    the result per database in the state volume (drills.json)."""
+    model, body = arguments.model, document["models"][arguments.model]
+    made = archive_timestamp(name, body)
+    results: dict[str, dict[str, Any]] = {}
+    size = 0
     try:
-        version = f" version {arguments.version_id}" if arguments.version_id else ""
-        print(f"restore: downloading {storage.bucket}/{storage.path}/{name}{version}", flush=True)
-        storage.download(name, workdir / name, arguments.version_id or "")
-        plain = decrypt(workdir / name, arguments.model, document["models"][arguments.model], environment)
-        package = unpack(plain, workdir / "unpacked", arguments.model)
-        check_package(package)
-        if database.exists(target):
-            if not arguments.replace or arguments.drill:
-                raise RestoreError(
-                    f"database {target} already exists on {database.server}; pass --replace to overwrite it"
-                )
-            print(f"restore: dropping the existing database {target} (--replace)", flush=True)
-            database.drop(target)
-        print(f"restore: importing {package.name} into {target} on {database.server}", flush=True)
-        database.import_package(package, target)
-        if not arguments.drill:
-            print(f"RESTORED model={arguments.model} archive={name} database={target}")
-            return 0
+        packages, size = fetch_packages(storage, name, "", workdir, model, body, environment, settings)
+    except RestoreError as error:
+        known = [server.name] if server.name else list(previous_drills(model)) or ["*"]
+        results = {database: {"result": "fail", "reason": str(error)} for database in known}
+        packages = []
+    for package in packages:
+        scratch = f"{package.stem}_drill_{utc_stamp()}"
         try:
-            counts = {
-                table: database.sqlcmd(f"SELECT COUNT(*) FROM {table}", target)[0]  # noqa: S608 - names checked
-                for table in package_tables(package)
+            started = time.monotonic()
+            print(f"restore: importing {package.name} into {scratch} on {server.server}", flush=True)
+            server.import_package(package, scratch)
+            seconds = time.monotonic() - started
+            server.check(scratch)
+            counts = server.row_counts(scratch, package_tables(package))
+            results[package.stem] = {
+                "result": "pass",
+                "reason": "",
+                "restore_seconds": round(seconds, 3),
+                "tables": len(counts),
+                "rows": sum(counts.values()),
+                "row_counts": counts,
             }
+            print(f"restore: drill counted {', '.join(f'{t}={c}' for t, c in counts.items())}", flush=True)
+        except RestoreError as error:
+            results[package.stem] = {"result": "fail", "reason": str(error)}
         finally:
-            database.drop(target)
-        rows = sum(int(count) for count in counts.values())
-        print(f"restore: drill counted {', '.join(f'{t}={c}' for t, c in counts.items())}; dropped {target}")
-        print(
-            f"DRILL PASS model={arguments.model} archive={name} database={database.name}"
-            f" tables={len(counts)} rows={rows}"
+            left = server.remove_if_there(scratch)
+            if left:
+                result = results.setdefault(package.stem, {"result": "fail", "reason": ""})
+                result.update(result="fail", reason=(result["reason"] + left).lstrip("; "))
+    record_drills(model, name, made, size, results)
+    for database, result in sorted(results.items()):
+        if result["result"] == "pass":
+            print(
+                f"DRILL PASS model={model} database={database} archive={name} tables={result['tables']}"
+                f" rows={result['rows']} restore_seconds={result['restore_seconds']:.1f}",
+                flush=True,
+            )
+        else:
+            print(f"DRILL FAIL model={model} database={database} reason={result['reason']}", flush=True)
+    failed = sorted(database for database, result in results.items() if result["result"] != "pass")
+    if failed:
+        print(f"DRILL FAIL model={model} archive={name} failed={','.join(failed)} databases={len(results)}")
+        return 1
+    tables = sum(result["tables"] for result in results.values())
+    rows = sum(result["rows"] for result in results.values())
+    print(f"DRILL PASS model={model} archive={name} databases={len(results)} tables={tables} rows={rows}")
+    return 0
+
+
+DRILLS_STATE = "drills.json"
+
+
+def previous_drills(model: str) -> dict[str, Any]:
+    return (backupcfg.read_state(DRILLS_STATE).get("models") or {}).get(model) or {}
+
+
+def record_drills(
+    model: str, archive: str, made: float | None, size: int, results: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """drills.json: per model and database, the last drill and the last proof
+    (a failed drill keeps when the database was last proven restorable)."""
+    state = backupcfg.read_state(DRILLS_STATE)
+    records = state.setdefault("models", {}).setdefault(model, {})
+    now = time.time()
+    for database, result in results.items():
+        record = records.setdefault(
+            database,
+            {"proven_at": None, "restore_seconds": None, "archive_age_seconds": None},
         )
-        return 0
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        record.update(
+            last_drill=now,
+            result=result["result"],
+            reason=result.get("reason", ""),
+            archive=archive,
+            archive_time=made,
+            archive_size=size,
+        )
+        if result["result"] == "pass":
+            record.update(
+                proven_at=now,
+                restore_seconds=result["restore_seconds"],
+                archive_age_seconds=round(now - made, 3) if made else None,
+                tables=result["tables"],
+                rows=result["rows"],
+                row_counts=result["row_counts"],
+            )
+    backupcfg.write_state(DRILLS_STATE, state)
 
 
 def verify_main(argv: list[str] | None) -> int:
@@ -752,9 +1081,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="GoBackup model to restore")
     parser.add_argument("--archive", help="archive file name (default: the latest)")
     parser.add_argument("--version-id", help="restore this retained version of --archive (see --list-versions)")
+    parser.add_argument("--database", help="the database to restore from an archive that holds several")
     parser.add_argument("--target-database", help="database to import into (default: a new name)")
-    parser.add_argument("--replace", action="store_true", help="drop an existing target database first")
-    parser.add_argument("--drill", action="store_true", help="restore into a scratch database, check it, drop it")
+    parser.add_argument("--replace", action="store_true", help="swap an existing target for the restored database")
+    parser.add_argument("--drop-replaced", action="store_true", help="with --replace: drop the old database after")
+    parser.add_argument(
+        "--into-source", action="store_true", help="restore into the model's source server (needs --confirm)"
+    )
+    parser.add_argument("--confirm", default="", help="with --into-source: the target database's name again")
+    parser.add_argument("--drill", action="store_true", help="restore into scratch databases, check them, drop them")
     parser.add_argument("--list", action="store_true", help="list the model's archives and exit")
     parser.add_argument(
         "--list-versions", action="store_true", help="list every retained version of the archives and exit"
@@ -762,13 +1097,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="GoBackup configuration (default: the active one)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds for each MinIO request")
     arguments = parser.parse_args(argv)
+    verdict = "DRILL FAIL" if arguments.drill else "RESTORE FAIL"
+    stop_on_signals()
     try:
         return restore(arguments)
     except backupcfg.ConfigError as error:
-        reasons = "; ".join(error.reasons)
-        print(f"{'DRILL FAIL' if arguments.drill else 'RESTORE FAIL'} model={arguments.model}: {reasons}")
+        print(f"{verdict} model={arguments.model}: {'; '.join(error.reasons)}")
     except (RestoreError, OSError, zipfile.BadZipFile, ElementTree.ParseError) as error:
-        print(f"{'DRILL FAIL' if arguments.drill else 'RESTORE FAIL'} model={arguments.model}: {error}")
+        print(f"{verdict} model={arguments.model}: {error}")
+    except Stopped as error:
+        print(f"{verdict} model={arguments.model}: {error}; nothing it created is left behind")
+        return 143
     return 1
 
 

@@ -928,10 +928,11 @@ def _check_mssql(model: str, key: str, database: dict[str, Any], origins: Mappin
             reasons.append(f"{where}: key '{name}' is ignored by GoBackup v3; use '{MSSQL_RENAMED_KEYS[name]}'")
         elif name not in MSSQL_KEYS:
             reasons.append(f"{where}: key '{name}' is unknown to GoBackup's mssql driver")
-    if database.get("all_databases") is True:
-        reasons.append(f"{where}: all_databases needs sqlcmd, which this image does not ship; list databases as models")
+    skip = database.get("skip_databases")
+    if skip is not None and not (isinstance(skip, list) and all(isinstance(name, str) for name in skip)):
+        reasons.append(f"{where}: skip_databases must be a list of database names")
     if not database.get("database") and database.get("all_databases") is not True:
-        reasons.append(f"{where}: 'database' is empty")
+        reasons.append(f"{where}: 'database' is empty (or set all_databases: true)")
     for field in MSSQL_SPLIT_FIELDS:
         value = database.get(field)
         if isinstance(value, str) and re.search(r"\s", value):
@@ -1371,6 +1372,220 @@ def clean_temp(work: Path) -> list[tuple[Path, list[str]]]:
     return removed
 
 
+# --- Restores, drills and coverage ------------------------------------------------
+#
+# restore.yml (beside the config, written by the backup_config role) says
+# where each model's restores and drills import: a server of their own, never
+# one the host backs up. GoBackup never reads it.
+
+RESTORE_SETTINGS = "restore.yml"
+RESTORE_MODEL_KEYS = {
+    "host",
+    "port",
+    "username",
+    "password",
+    "trust_server_certificate",
+    "previous_passphrases",
+    "drill_schedule",
+    "rpo_grace_seconds",
+    "proven_within_days",
+}
+DEFAULT_DRILL_SCHEDULE = "17 4 * * 0"
+DEFAULT_RPO_GRACE_SECONDS = 3600
+DEFAULT_PROVEN_WITHIN_DAYS = 8
+# Weeks ahead in which a drill may not start at the minute of its model's backup.
+DRILL_COLLISION_WEEKS = 8
+# What the Ansible variables are called, for messages an operator can act on.
+RESTORE_HOST_HINT = "Ansible: backup_config_restore_host, or restore_host of the database entry"
+DRILL_SCHEDULE_HINT = "Ansible: backup_config_drill_schedule, or drill_schedule of the database entry"
+
+
+def load_restore_settings(config_path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """restore.yml beside the config, its ${VAR} references resolved from the
+    config's .env; {} when there is none. Without the file (the bundled
+    template, no Ansible) RESTORE_MSSQL_* give every model one restore server."""
+    settings_file = config_path.parent / RESTORE_SETTINGS
+    if settings_file.is_file():
+        loaded = load_lenient(settings_file, environ)
+        return loaded if isinstance(loaded, dict) else {}
+    environment = environment_for(config_path, environ)
+    if not environment.get("RESTORE_MSSQL_HOST"):
+        return {}
+    server = {
+        "host": environment["RESTORE_MSSQL_HOST"],
+        "port": environment.get("RESTORE_MSSQL_PORT") or 1433,
+        "username": environment.get("RESTORE_MSSQL_USER") or "",
+        "password": environment.get("RESTORE_MSSQL_PASSWORD") or "",
+        "trust_server_certificate": environment.get("RESTORE_MSSQL_TRUST_SERVER_CERTIFICATE", "false") == "true",
+    }
+    document = load_lenient(config_path, environ)
+    return {"models": {str(model): dict(server) for model in (document.get("models") or {})}}
+
+
+def source_servers(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every mssql database of every model, with GoBackup's defaults filled in."""
+    found = []
+    for model, body in (document.get("models") or {}).items():
+        for key, database in ((body or {}).get("databases") or {}).items():
+            if not isinstance(database, dict) or database.get("type") != "mssql":
+                continue
+            found.append(
+                {
+                    "model": str(model),
+                    "key": str(key),
+                    "host": str(database.get("host") or "127.0.0.1"),
+                    "port": int(database.get("port") or 1433),
+                    "username": str(database.get("username") or "sa"),
+                    "password": str(database.get("password") or ""),
+                    "trust_server_certificate": str(database.get("trust_server_certificate", False)).lower() == "true",
+                    "database": str(database.get("database") or ""),
+                    "all_databases": str(database.get("all_databases", False)).lower() == "true",
+                    "skip_databases": [str(name) for name in database.get("skip_databases") or []],
+                }
+            )
+    return found
+
+
+def same_server(host: str, port: Any, other_host: str, other_port: Any) -> bool:
+    """Host (case-insensitive, loopback names alike) and port both equal."""
+
+    def normal(name: str) -> str:
+        name = name.strip().lower().rstrip(".")
+        return "127.0.0.1" if name in LOOPBACK_NAMES or name == "::1" else name
+
+    return normal(host) == normal(other_host) and int(port) == int(other_port)
+
+
+def _schedule_minutes(schedule: Any, start: datetime.datetime, end: datetime.datetime) -> set[datetime.datetime]:
+    minutes: set[datetime.datetime] = set()
+    moment = start
+    while schedule is not None:
+        moment = schedule.next(moment)
+        if moment is None or moment > end or len(minutes) > 100_000:
+            break
+        minutes.add(moment.replace(second=0, microsecond=0))
+    return minutes
+
+
+def restore_problems(
+    document: Mapping[str, Any], restore_settings: Mapping[str, Any], now: datetime.datetime | None = None
+) -> list[str]:
+    """Why restore.yml cannot be used with this config; empty when fine.
+    A restore server must be set for every model and must not be any server
+    the host backs up: restores, drills and replaces never reach production
+    unless `backup-restore --into-source` is asked for."""
+    reasons: list[str] = []
+    models = restore_settings.get("models") if isinstance(restore_settings, Mapping) else None
+    models = models if isinstance(models, dict) else {}
+    sources = source_servers(document)
+    zone = local_zone()
+    start = now or datetime.datetime.now(zone)
+    end = start + datetime.timedelta(weeks=DRILL_COLLISION_WEEKS)
+    for model, body in (document.get("models") or {}).items():
+        settings = models.get(str(model))
+        if not isinstance(settings, dict) or not str(settings.get("host") or "").strip():
+            reasons.append(
+                f"model {model}: no restore server is set; restores and drills need a SQL Server of their own"
+                f" that this host does not back up ({RESTORE_HOST_HINT}; RESTORE_MSSQL_HOST without Ansible)"
+            )
+            continue
+        reasons += [
+            f"model {model}: restore.yml key '{key}' is unknown" for key in settings if key not in RESTORE_MODEL_KEYS
+        ]
+        host = str(settings["host"]).strip()
+        try:
+            port = int(settings.get("port") or 1433)
+        except (TypeError, ValueError):
+            reasons.append(f"model {model}: the restore server's port must be a number")
+            continue
+        for source in sources:
+            if same_server(host, port, source["host"], source["port"]):
+                reasons.append(
+                    f"model {model}: the restore server {host},{port} is a server this host backs up (model"
+                    f" {source['model']}); restores and drills would import into production. Give them a"
+                    f" server of their own ({RESTORE_HOST_HINT})"
+                )
+                break
+        previous = settings.get("previous_passphrases") or []
+        if not isinstance(previous, list) or not all(
+            isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) for name in previous
+        ):
+            reasons.append(f"model {model}: previous_passphrases must list .env variable names")
+        for key in ("rpo_grace_seconds", "proven_within_days"):
+            value = settings.get(key)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                reasons.append(f"model {model}: {key} must be a positive whole number")
+        drill = _viper_string(settings.get("drill_schedule"))
+        if not drill:
+            continue
+        cron_reasons = _check_cron(model, drill)
+        if cron_reasons:
+            reasons += [f"{reason} (drill_schedule; {DRILL_SCHEDULE_HINT})" for reason in cron_reasons]
+            continue
+        backup = schedule_of(body.get("schedule")) if isinstance(body, dict) and body.get("schedule") else None
+        if backup is None:
+            continue
+        clash = sorted(_schedule_minutes(parse_cron(drill), start, end) & _schedule_minutes(backup, start, end))
+        if clash:
+            reasons.append(
+                f"model {model}: its drill_schedule '{drill}' starts at the same minute as its backup"
+                f" ({clash[0]:%Y-%m-%d %H:%M}); a drill never runs at the moment of its model's backup:"
+                f" choose another minute ({DRILL_SCHEDULE_HINT})"
+            )
+    coverage = restore_settings.get("coverage") if isinstance(restore_settings, Mapping) else None
+    if coverage is not None:
+        if not isinstance(coverage, dict):
+            reasons.append("restore.yml: coverage must be a mapping")
+        else:
+            schedule = _viper_string(coverage.get("schedule"))
+            if schedule:
+                reasons += [
+                    f"{reason} (coverage schedule; Ansible: backup_config_coverage_schedule)"
+                    for reason in _check_cron("coverage", schedule)
+                ]
+            ignore = coverage.get("ignore") or []
+            if not isinstance(ignore, list) or not all(isinstance(name, str) for name in ignore):
+                reasons.append("restore.yml: coverage.ignore must be a list of database names")
+    return reasons
+
+
+def restore_config_problems(
+    restore_text: str, gobackup_text: str, environ: Mapping[str, Any], sources: Mapping[str, str] | None = None
+) -> list[str]:
+    """Ansible filter: the reasons a rendered restore.yml cannot be used with
+    the rendered gobackup.yml whose .env will hold `environ`."""
+    environment = {str(key): "" if value is None else str(value) for key, value in environ.items()}
+    document, reasons = check_text(str(gobackup_text), environment, "gobackup.yml")
+    if reasons or not isinstance(document, dict):
+        return []  # gobackup_config_problems names them
+    try:
+        settings = yaml.safe_load(go_expand(str(restore_text), lambda name: environment.get(name, ""))) or {}
+    except yaml.YAMLError as error:
+        return [f"restore.yml is not valid YAML: {yaml_problem(error)[0]}"]
+    return _name_sources(restore_problems(document, settings if isinstance(settings, dict) else {}), sources)
+
+
+# --- State kept by the tools in the state volume ----------------------------------
+
+
+def read_state(name: str) -> dict[str, Any]:
+    """A JSON state file of STATE_DIR ({} when absent or unreadable)."""
+    try:
+        loaded = json.loads((STATE_DIR / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def write_state(name: str, data: Mapping[str, Any]) -> None:
+    """Replace a JSON state file of STATE_DIR at once: a reader never sees half of it."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    temporary = STATE_DIR / f".{name}.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    temporary.chmod(0o600)
+    os.replace(temporary, STATE_DIR / name)
+
+
 # --- Command line -----------------------------------------------------------------
 
 
@@ -1556,6 +1771,7 @@ class FilterModule:
         return {
             "gobackup_config_problems": gobackup_config_problems,
             "container_settings_problems": container_settings_problems,
+            "restore_config_problems": restore_config_problems,
         }
 
 

@@ -301,8 +301,8 @@ def test_backup_restore_finds_and_downloads_the_version_behind_the_delete_marker
     assert (name, version, "deleted") in versions, versions
     storage.download(name, tmp_path / name, version)
     assert (tmp_path / name).read_bytes() == data
-    package = tool.unpack(tmp_path / name, tmp_path / "unpacked", "sales")
-    assert package.name == "SalesDemo.bacpac"
+    packages = tool.unpack(tmp_path / name, tmp_path / "unpacked", "sales")
+    assert [package.name for package in packages] == ["SalesDemo.bacpac"]
 
 
 @standins_only
