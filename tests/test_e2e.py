@@ -22,8 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 import urllib3
-import yaml
-from conftest import REPO, TEST_VARS, ansible_playbook, dev_playbook, dev_stack_vars, scratch_stack
+from conftest import REPO, ansible_playbook, dev_playbook, dev_stack_vars, scratch_stack
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,7 +35,6 @@ IMAGE = "sqlserver-backup:1.0.0"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
 MINIO_PORT = 29000
 SA_PASSWORD = "#&*!%@[{Sa0123x"
-SCRATCH_PASSWORD = "Scratch-Only-Passw0rd"
 PASSPHRASE, WRONG_PASSPHRASE = "Vaulted encryption passphrase #1", "Not-the-passphrase-2"
 BUCKET = "sqlserver-backups"
 BACKUP_ACCESS_KEY = "sqlserver-backup"  # the dev inventory's backup_config_minio_access_key
@@ -63,6 +61,8 @@ E2E_VARS = {
 PROJECT = E2E_VARS["backup_stack_project"]
 ROOT = Path(E2E_VARS["backup_stack_dir"]).parent
 BACKUP, MSSQL, MINIO = (f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "minio"))
+# The dev stack's scratch SQL Server: restores and drills import there, never into MSSQL.
+RESTORE_SERVER = f"{PROJECT}-mssql-restore-1"
 PREFIX = f"{E2E_VARS['backup_config_minio_path_prefix']}/localhost"
 OUTPUTS: list[str] = []  # everything Ansible printed, checked for secrets at the end
 
@@ -82,7 +82,6 @@ def secret(name: str) -> str:
 def secrets() -> list[str]:
     return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()] + [
         SA_PASSWORD,
-        SCRATCH_PASSWORD,
         PASSPHRASE,
         WRONG_PASSPHRASE,
     ]
@@ -110,8 +109,8 @@ def archives(bucket: Minio, model: str) -> list[str]:
     return sorted(name.rsplit("/", 1)[1] for name in names if name.endswith(".tar"))
 
 
-def sql(client: docker.DockerClient, query: str, database: str = "master") -> list[str]:
-    result = client.containers.get(MSSQL).exec_run(
+def sql(client: docker.DockerClient, query: str, database: str = "master", server: str = MSSQL) -> list[str]:
+    result = client.containers.get(server).exec_run(
         # Rows only, as the real sqlcmd prints them with these options.
         [*SQLCMD, "-d", database, "-Q", f"SET NOCOUNT ON; {query}"],
         environment={"SQLCMDPASSWORD": SA_PASSWORD},
@@ -242,27 +241,49 @@ def test_the_uploaded_object_is_the_whole_archive(stack, client, bucket: Minio) 
     assert bucket.stat_object(BUCKET, f"{PREFIX}/sales/{name}").size == int(local.output.decode())
 
 
-def test_restore_brings_back_the_same_data(stack, client) -> None:
+def databases(client: docker.DockerClient, server: str = MSSQL) -> list[str]:
+    return sorted(sql(client, "SELECT name FROM sys.databases", server=server))
+
+
+def test_restore_brings_back_the_same_data_on_the_restore_server(stack, client) -> None:
+    """With the dev defaults a restore imports into the scratch server: the
+    source server's list of databases is the same before and after."""
+    source_before = databases(client)
     playbook("restore.yml", "-e", "restore_model=sales", "-e", "restore_target_database=SalesCopy")
     for query in ("SELECT * FROM dbo.Customers", "SELECT * FROM dbo.Orders"):
-        assert sql(client, query, "SalesCopy") == sql(client, query, "SalesDemo")
+        assert sql(client, query, "SalesCopy", RESTORE_SERVER) == sql(client, query, "SalesDemo")
+    assert databases(client) == source_before
 
 
-def test_restore_into_an_existing_database_needs_the_flag(stack, client) -> None:
+def test_a_replace_swaps_and_keeps_the_old_database_aside(stack, client) -> None:
     copy = ("-e", "restore_model=sales", "-e", "restore_target_database=SalesCopy")
+    if "SalesCopy" not in databases(client, RESTORE_SERVER):
+        playbook("restore.yml", *copy)
     refused = playbook("restore.yml", *copy, check=False)
     assert refused.returncode != 0
     assert "database SalesCopy already exists" in refused.stdout
-    sql(client, "INSERT INTO dbo.Customers VALUES (99, 'Changed', 'Nowhere')", "SalesCopy")
-    playbook("restore.yml", *copy, "-e", "restore_replace=true")
-    assert sql(client, "SELECT COUNT(*) FROM dbo.Customers", "SalesCopy") == ["5"]
+    assert "downloading" not in refused.stdout, "refused before anything was downloaded"
+    sql(client, "INSERT INTO dbo.Customers VALUES (99, 'Changed', 'Nowhere')", "SalesCopy", RESTORE_SERVER)
+    replaced = playbook("restore.yml", *copy, "-e", "restore_replace=true")
+    aside = re.search(r"replaced=(SalesCopy_replaced_\d{14})", replaced.stdout)
+    assert aside, replaced.stdout[-3000:]
+    assert sql(client, "SELECT COUNT(*) FROM dbo.Customers", "SalesCopy", RESTORE_SERVER) == ["5"]
+    assert sql(client, "SELECT COUNT(*) FROM dbo.Customers", aside.group(1), RESTORE_SERVER) == ["6"]
+    assert not [name for name in databases(client, RESTORE_SERVER) if "_restoring_" in name]
+    playbook("restore.yml", *copy, "-e", "restore_replace=true", "-e", "restore_drop_replaced=true")
+    assert [name for name in databases(client, RESTORE_SERVER) if name.startswith("SalesCopy_replaced_")] == [
+        aside.group(1)
+    ], "the drop takes only the copy this replace set aside"
 
 
 def test_drill_reports_each_database_and_leaves_nothing_behind(stack, client) -> None:
+    source_before = databases(client)
     result = playbook("restore.yml", "-e", "restore_drill=true")
     assert "DRILL PASS model=sales" in result.stdout
     assert "DRILL PASS model=inventory" in result.stdout
-    assert not [name for name in sql(client, "SELECT name FROM sys.databases") if "_drill_" in name]
+    assert "DBCC CHECKDB" in result.stdout
+    assert not [name for name in databases(client, RESTORE_SERVER) if "_drill_" in name]
+    assert databases(client) == source_before
 
 
 def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_key(stack, client, bucket) -> None:
@@ -288,9 +309,9 @@ def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_ke
         copy = ("-e", "restore_model=sales", "-e", f"restore_archive={name}")
         copy += ("-e", "restore_target_database=SalesFromVersion")
         result = playbook("restore.yml", *copy, "-e", f"restore_version_id={version}")
-        assert f"RESTORED model=sales archive={name} database=SalesFromVersion" in result.stdout
+        assert f"RESTORED model=sales archive={name} database=SalesDemo target=SalesFromVersion" in result.stdout
         for query in ("SELECT * FROM dbo.Customers", "SELECT * FROM dbo.Orders"):
-            assert sql(client, query, "SalesFromVersion") == sql(client, query, "SalesDemo")
+            assert sql(client, query, "SalesFromVersion", RESTORE_SERVER) == sql(client, query, "SalesDemo")
         unknown = playbook("restore.yml", *copy, "-e", "restore_version_id=0", check=False)
         assert unknown.returncode != 0
         assert f"version 0 of {name} is not in {BUCKET}/{PREFIX}/sales" in unknown.stdout
@@ -303,7 +324,7 @@ def test_restore_yml_restores_a_version_overwritten_and_deleted_by_the_backup_ke
             if not present[obj.object_name] or obj.is_latest != "true":
                 bucket.remove_object(BUCKET, obj.object_name, version_id=obj.version_id)
         bucket.set_bucket_versioning(BUCKET, VersioningConfig(SUSPENDED))
-        sql(client, "IF DB_ID('SalesFromVersion') IS NOT NULL DROP DATABASE SalesFromVersion")
+        sql(client, "IF DB_ID('SalesFromVersion') IS NOT NULL DROP DATABASE SalesFromVersion", server=RESTORE_SERVER)
 
 
 def test_verify_passes_every_kept_archive(stack) -> None:
@@ -398,21 +419,32 @@ def test_encrypted_archives_are_unreadable_in_minio_and_drill_with_their_passphr
         assert f"OK model=sales key={encrypted['sales']}" in verify.stdout
 
         sales_archive = ("-e", "restore_model=sales", "-e", f"restore_archive={encrypted['sales'].rsplit('/', 1)[1]}")
+        # A rotation: the archives made before it still drill with the previous passphrase.
+        rotated = {
+            "backup_config_encryption_passphrase": WRONG_PASSPHRASE,
+            "backup_config_encryption_previous_passphrases": [PASSPHRASE],
+        }
+        playbook("deploy.yml", "-e", json.dumps(rotated))
+        after_rotation = playbook("restore.yml", "-e", "restore_drill=true", *sales_archive)
+        assert "opened with the previous passphrase in ENCRYPTION_PASSPHRASE_SALES_PREVIOUS_1" in after_rotation.stdout
         playbook("deploy.yml", "-e", json.dumps({"backup_config_encryption_passphrase": WRONG_PASSPHRASE}))
         wrong = playbook("restore.yml", "-e", "restore_drill=true", *sales_archive, check=False)
         assert wrong.returncode != 0
         assert re.search(
-            r"DRILL FAIL model=sales: cannot decrypt \S+\.tar\.enc of model sales with the passphrase in"
-            r" ENCRYPTION_PASSPHRASE_SALES: wrong passphrase",
+            r"DRILL FAIL model=sales database=SalesDemo reason=no known passphrase opens \S+\.tar\.enc of model"
+            r" sales \(tried ENCRYPTION_PASSPHRASE_SALES\)",
             wrong.stdout,
         ), wrong.stdout[-3000:]
+        wrong_key = playbook("restore.yml", "-e", "restore_verify=true", "-e", "restore_model=sales", check=False)
+        assert f"WRONG-KEY model=sales key={encrypted['sales']}" in wrong_key.stdout, wrong_key.stdout[-3000:]
+        assert "CORRUPT" not in wrong_key.stdout
     finally:
         playbook("deploy.yml")
     missing = playbook("restore.yml", "-e", "restore_drill=true", *sales_archive, check=False)
     assert missing.returncode != 0
     assert re.search(
-        r"DRILL FAIL model=sales: \S+\.tar\.enc of model sales is encrypted, but the model has no encrypt_with"
-        r" passphrase in the configuration \(backup_config_encryption_passphrase",
+        r"DRILL FAIL model=sales database=SalesDemo reason=\S+\.tar\.enc of model sales is encrypted, but no"
+        r" passphrase for it is set \(backup_config_encryption_passphrase",
         missing.stdout,
     ), missing.stdout[-3000:]
     # The later tests count plain archives: none of this test's stays, the earlier ones all do.
@@ -422,52 +454,15 @@ def test_encrypted_archives_are_unreadable_in_minio_and_drill_with_their_passphr
         assert set(before[model]) <= set(archives(bucket, model))
 
 
-def test_restores_and_drills_can_use_a_scratch_server_and_their_own_login(stack, client) -> None:
-    """restore.yml sends restores to backup_config_restore_host with the restore
-    login; the production server is never touched."""
-    stack_vars = yaml.safe_load(TEST_VARS.read_text())
-    defaults = yaml.safe_load((REPO / "roles" / "backup_stack" / "defaults" / "main.yml").read_text())
-    scratch = client.containers.run(
-        stack_vars.get("backup_stack_mssql_image", defaults["backup_stack_mssql_image"]),
-        detach=True,
-        name=f"{PROJECT}-scratch",
-        hostname="mssql-scratch",
-        environment={"ACCEPT_EULA": "Y", "MSSQL_PID": "Developer", "MSSQL_SA_PASSWORD": SCRATCH_PASSWORD},
-        network=f"{PROJECT}_default",
-    )
-    try:
-        wait_until(
-            lambda: (
-                scratch.exec_run(
-                    [*SQLCMD, "-Q", "SELECT 1"], environment={"SQLCMDPASSWORD": SCRATCH_PASSWORD}
-                ).exit_code
-                == 0
-            ),
-            "the scratch SQL Server answers",
-            120,
-        )
-        restore_vars = json.dumps(
-            {
-                "backup_config_restore_host": "mssql-scratch",
-                "backup_config_restore_username": "sa",
-                "backup_config_restore_password": SCRATCH_PASSWORD,
-                "backup_config_restore_trust_server_certificate": True,
-            }
-        )
-        playbook("deploy.yml", "-e", restore_vars)
-        drill = playbook("restore.yml", "-e", "restore_drill=true", "-e", "restore_model=sales")
-        assert "DRILL PASS model=sales" in drill.stdout
-        assert "on mssql-scratch,1433" in drill.stdout
-        playbook("restore.yml", "-e", "restore_model=sales", "-e", "restore_target_database=SalesOnScratch")
-        on_scratch = scratch.exec_run(
-            [*SQLCMD, "-d", "SalesOnScratch", "-Q", "SET NOCOUNT ON; SELECT COUNT(*) FROM dbo.Orders"],
-            environment={"SQLCMDPASSWORD": SCRATCH_PASSWORD},
-        )
-        assert on_scratch.output.decode().split() == ["40"]
-        assert "SalesOnScratch" not in sql(client, "SELECT name FROM sys.databases"), "production was not touched"
-    finally:
-        scratch.remove(force=True)
-        playbook("deploy.yml")
+def test_the_deploy_refuses_a_restore_server_that_is_a_source_server(stack, client) -> None:
+    """No silent fallback to production: the deploy names the variable to set,
+    and changes nothing."""
+    config_before = client.containers.get(BACKUP).exec_run(["cat", "/etc/gobackup/restore.yml"]).output
+    refused = playbook("deploy.yml", "-e", json.dumps({"backup_config_restore_host": "mssql"}), check=False)
+    assert refused.returncode != 0
+    assert "the restore server mssql,1433 is a server this host backs up" in refused.stdout
+    assert "backup_config_restore_host" in refused.stdout
+    assert client.containers.get(BACKUP).exec_run(["cat", "/etc/gobackup/restore.yml"]).output == config_before
 
 
 @pytest.mark.parametrize(("kind", "extension"), [("tgz", ".tar.gz"), ("zst", ".tar.zst"), ("xz", ".tar.xz")])
