@@ -3,32 +3,45 @@
 
   backup-restore --model sales --list
   backup-restore --model sales --list-versions
-  backup-restore --model sales [--archive 2026.11.23.02.00.00.tar [--version-id ID]] [--target-database Sales_copy]
-                 [--replace]
+  backup-restore --model sales [--archive 2026.11.23.02.00.00.tar [--version-id ID]] [--database SalesDemo]
+                 [--target-database Sales_copy] [--replace [--drop-replaced]]
+  backup-restore --model sales --target-database Sales --into-source --confirm Sales [--replace]
   backup-restore --model sales --drill
   backup-verify [--model sales ...] [--all]
 
-Reads the model's storage and database from the active GoBackup configuration
-and where to import from restore.yml beside it (or RESTORE_MSSQL_HOST, _PORT,
-_USER, _PASSWORD, _TRUST_SERVER_CERTIFICATE; else the export's server),
-downloads the latest (or the named) archive from MinIO with the model's own key,
-decrypts it when the model has encrypt_with (openssl, the passphrase from the
-.env variable its password names), unpacks it in the work directory and imports
-the .bacpac with sqlpackage into a new database
-(<database>_restored_<archive time> unless named). On a versioned bucket
-(object lock) --list-versions lists every retained version of each archive,
-those that keep deleted (behind a delete marker) or a run overwrote included,
-and --version-id restores one of them. An existing
-target database is replaced only with --replace. --drill restores into a
-scratch database, counts the rows of every table of the package, drops the
-scratch database and prints one PASS or FAIL line. Exit status 0 on success.
+Where it imports: the model's restore server in restore.yml beside the
+configuration (written by the backup_config role; without it RESTORE_MSSQL_*).
+That server must be set and must not be any server this host backs up: there
+is no fallback to the export's server. Only --into-source imports into the
+model's own source server, and only with --target-database and --confirm
+repeating its name.
+
+It downloads the latest (or the named) archive from MinIO with the model's own
+key, decrypts it when the model has encrypt_with (openssl; the current
+passphrase, then each previous one restore.yml names), unpacks it in the work
+directory, checks every .bacpac in it (all_databases archives hold several) and
+imports each under a temporary name. The import is checked (DBCC CHECKDB, every
+table counted) before it takes the target's name: an existing target is
+renamed aside to <target>_replaced_<UTC time> (dropped with --drop-replaced)
+and only with --replace. Any failure leaves the target as it was and drops the
+temporary database. The default target is <database>_restored_<archive time>.
+On a versioned bucket (object lock) --list-versions lists every retained
+version of each archive and --version-id restores one of them.
+
+--drill proves the archive restores: every database imported into the restore
+server as <database>_drill_<time>, DBCC CHECKDB, the rows of every table
+counted, and dropped whatever happens (SIGTERM included); one DRILL PASS or
+DRILL FAIL line per database, then one for the model, and the result per
+database in drills.json of the state volume (last proven, the import's
+duration, the archive's age and size).
+
 backup-verify (this program under that name) downloads the latest archive of
 each model (--all: every kept one), checks the tar, the CRC of every entry of
-the .bacpac and its model (model.xml parses and matches the SHA-256 Origin.xml
-recorded at export, as sqlpackage checks on import), and prints OK or CORRUPT
-per archive with its key, then VERIFY PASS or VERIFY FAIL. Exit status 0 when
-all are OK, 1 when one is corrupt or a model has none, 2 when it could not
-check (MinIO unreachable, bad configuration).
+each .bacpac and its model (model.xml parses and matches the SHA-256
+Origin.xml recorded at export, as sqlpackage checks on import), and prints OK,
+CORRUPT (damaged) or WRONG-KEY (no known passphrase opens it) per archive with
+its key, then VERIFY PASS or VERIFY FAIL. Exit status 0 when all are OK, 1 when
+one is not or a model has none, 2 when it could not check.
 Secrets are read from the configuration's .env or *_FILE variables; the SQL
 password reaches sqlcmd through SQLCMDPASSWORD, never its command line.
 Under the name sqlpackage (first on the image's PATH, so GoBackup runs it) this
