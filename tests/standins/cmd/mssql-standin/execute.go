@@ -3,7 +3,8 @@ package main
 // Running a parsed batch against the stand-in's databases. Errors carry SQL
 // Server's message numbers and texts; the first error ends the batch (SQL
 // Server goes on after some statement-level errors, such as a duplicate key,
-// which no caller of the stand-in relies on).
+// which no caller of the stand-in relies on). Errors that do not end the
+// batch, as DBCC CHECKDB's consistency errors, go into the output in order.
 
 import (
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 type sqlError struct {
 	number  int
+	state   int // 0 is reported as 1
 	message string
 	line    int
 }
@@ -27,9 +29,15 @@ func fault(number int, format string, arguments ...any) *sqlError {
 	return &sqlError{number: number, message: fmt.Sprintf(format, arguments...)}
 }
 
+// withState sets the state SQL Server reports with the error.
+func (e *sqlError) withState(state int) *sqlError {
+	e.state = state
+	return e
+}
+
 // severities holds the level SQL Server reports for each message number used
 // here; anything else is 16.
-var severities = map[int]int{102: 15, 105: 15, 2627: 14, 3701: 11, 4060: 11, 18456: 14}
+var severities = map[int]int{102: 15, 105: 15, 195: 15, 1105: 17, 2627: 14, 3701: 11, 4060: 11, 5011: 14, 18456: 14}
 
 func severity(number int) int {
 	if level, found := severities[number]; found {
@@ -44,6 +52,8 @@ type batch struct {
 	database string
 	response *sqlwire.Response
 	dirty    bool
+	line     int    // of the statement running, for the errors it reports
+	faults   faults // the test faults in force for this batch
 }
 
 // run parses and runs one batch in the given database.
@@ -58,7 +68,7 @@ func (s *server) run(database, sql string) *sqlwire.Response {
 	case errors.As(err, &unclosed):
 		return fail(response, &sqlError{number: 105, message: unclosed.Error(), line: unclosed.line})
 	}
-	b := &batch{server: s, database: database, response: response}
+	b := &batch{server: s, database: database, response: response, faults: s.readFaults()}
 	var problem *sqlError
 	for _, parsed := range statements {
 		if problem = b.execute(parsed); problem != nil {
@@ -79,11 +89,27 @@ func (s *server) run(database, sql string) *sqlwire.Response {
 
 func fail(response *sqlwire.Response, problem *sqlError) *sqlwire.Response {
 	response.Error, response.Number, response.Severity = problem.message, problem.number, severity(problem.number)
-	response.Line = max(problem.line, 1)
+	response.State, response.Line = max(problem.state, 1), max(problem.line, 1)
 	return response
 }
 
+// message sends an informational message (severity 10 or less), as PRINT does.
+func (b *batch) message(format string, arguments ...any) {
+	b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "message", Message: fmt.Sprintf(format, arguments...)})
+}
+
+// report sends an error that does not end the batch.
+func (b *batch) report(problem *sqlError) {
+	b.response.Output = append(b.response.Output, sqlwire.Output{
+		Kind: "error", Message: problem.message, Number: problem.number, Severity: severity(problem.number),
+		State: max(problem.state, 1), Line: max(b.line, 1),
+	})
+}
+
 func (b *batch) execute(parsed statement) *sqlError {
+	outer := b.line
+	b.line = parsed.lineNumber()
+	defer func() { b.line = outer }()
 	problem := b.statement(parsed)
 	if problem != nil && problem.line == 0 {
 		problem.line = parsed.lineNumber()
@@ -112,7 +138,7 @@ func (b *batch) statement(parsed statement) *sqlError {
 		}
 		return nil
 	case *printMessage:
-		b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "message", Message: parsed.text})
+		b.message("%s", parsed.text)
 		return nil
 	case *useDatabase:
 		database, found := s.lookup(parsed.name)
@@ -123,11 +149,22 @@ func (b *batch) statement(parsed statement) *sqlError {
 		return nil
 	case *createDatabase:
 		if _, found := s.lookup(parsed.name); found {
-			return fault(1801, "Database '%s' already exists. Choose a different database name.", parsed.name)
+			return fault(1801, "Database '%s' already exists. Choose a different database name.", parsed.name).withState(3)
 		}
-		s.databases[parsed.name] = &sqlwire.Database{Name: parsed.name}
+		if parsed.snapshotOf != "" {
+			return b.createSnapshot(parsed)
+		}
+		file := ""
+		if len(parsed.files) > 0 {
+			file = parsed.files[0].name
+		}
+		s.create(parsed.name, file)
 		b.dirty = true
 		return nil
+	case *renameDatabase:
+		return b.rename(parsed)
+	case *dbccStatement:
+		return b.dbcc(parsed)
 	case *dropDatabase:
 		existing, found := s.lookup(parsed.name)
 		if !found {
@@ -139,7 +176,12 @@ func (b *batch) statement(parsed statement) *sqlError {
 			}
 		}
 		if strings.EqualFold(existing.Name, b.database) {
-			return fault(3702, "Cannot drop database \"%s\" because it is currently in use.", existing.Name)
+			return fault(3702, "Cannot drop database \"%s\" because it is currently in use.", existing.Name).withState(3)
+		}
+		for _, snapshot := range s.databases {
+			if snapshot.SourceID == existing.ID {
+				return fault(3709, "Cannot drop the database while the database snapshot \"%s\" refers to it. Drop that database first.", snapshot.Name)
+			}
 		}
 		delete(s.databases, existing.Name)
 		b.dirty = true
@@ -211,6 +253,9 @@ func (b *batch) createTable(parsed *createTable) *sqlError {
 	if !found {
 		return fault(2702, "Database '%s' does not exist.", parsed.name[0])
 	}
+	if problem := readOnly(database); problem != nil {
+		return problem
+	}
 	for _, existing := range database.Tables {
 		if strings.EqualFold(existing.Name, qualified) {
 			return fault(2714, "There is already an object named '%s' in the database.", parsed.name[len(parsed.name)-1])
@@ -246,6 +291,11 @@ func (b *batch) insert(parsed *insertRows) *sqlError {
 	table, problem := b.table(parsed.table)
 	if problem != nil {
 		return problem
+	}
+	if database, _, _ := b.resolve(parsed.table); database != nil {
+		if problem := readOnly(database); problem != nil {
+			return problem
+		}
 	}
 	targets := make([]int, 0, len(table.Columns))
 	if parsed.columns == nil {
@@ -351,38 +401,117 @@ func convert(value literal, table *sqlwire.Table, position int) (string, *sqlErr
 	return value.text, nil
 }
 
-// equal compares a stored value with a constant: as numbers when both are,
-// else as text, ignoring case as SQL Server's default collation does.
-func equal(stored string, value literal) bool {
+// compare orders a stored value against a constant: as numbers when both
+// are, else as text, ignoring case as SQL Server's default collation does.
+// known is false when either is NULL: NULL compared with anything is unknown.
+func compare(stored string, value literal) (order int, known bool) {
 	if value.isNull || stored == "NULL" {
-		return false // NULL = anything is unknown
+		return 0, false
 	}
 	left, leftIsNumber := new(big.Rat).SetString(stored)
 	right, rightIsNumber := new(big.Rat).SetString(value.text)
 	if leftIsNumber && rightIsNumber && !value.isText {
-		return left.Cmp(right) == 0
+		return left.Cmp(right), true
 	}
-	return strings.EqualFold(stored, value.text)
+	return strings.Compare(strings.ToLower(stored), strings.ToLower(value.text)), true
+}
+
+// holdsFor tells whether a row's value meets a WHERE condition.
+func (condition predicate) holdsFor(stored string) bool {
+	switch condition.op {
+	case "IS":
+		return (stored == "NULL") != condition.negate
+	case "IN":
+		// x NOT IN (..., NULL) is unknown for every x, as in SQL Server.
+		found, unknown := false, false
+		for _, value := range condition.values {
+			order, known := compare(stored, value)
+			found = found || (known && order == 0)
+			unknown = unknown || !known
+		}
+		if condition.negate {
+			return !found && !unknown
+		}
+		return found
+	}
+	order, known := compare(stored, condition.values[0])
+	if !known {
+		return false
+	}
+	switch condition.op {
+	case "=":
+		return order == 0
+	case "<>":
+		return order != 0
+	case "<":
+		return order < 0
+	case ">":
+		return order > 0
+	case "<=":
+		return order <= 0
+	}
+	return order >= 0 // >=
+}
+
+// sortRows orders rows by ORDER BY's columns; NULL sorts first, as in SQL Server.
+func sortRows(source *sqlwire.Table, orderBy []ordering) *sqlError {
+	positions := make([]int, len(orderBy))
+	for i, column := range orderBy {
+		if positions[i] = index(source.Columns, column.column); positions[i] < 0 {
+			return fault(207, "Invalid column name '%s'.", column.column)
+		}
+	}
+	rows := append([][]string{}, source.Rows...)
+	sort.SliceStable(rows, func(i, j int) bool {
+		for k, position := range positions {
+			left, right := cell(rows[i], position), cell(rows[j], position)
+			var order int
+			switch {
+			case left == "NULL" || right == "NULL":
+				order = notNull(left) - notNull(right)
+			default:
+				order, _ = compare(left, literal{text: right})
+			}
+			if orderBy[k].descending {
+				order = -order
+			}
+			if order != 0 {
+				return order < 0
+			}
+		}
+		return false
+	})
+	source.Rows = rows
+	return nil
+}
+
+// cell is a row's value in a column; a damaged row (see DBCC CHECKDB) that
+// lacks it reads as NULL.
+func cell(row []string, position int) string {
+	if position < len(row) {
+		return row[position]
+	}
+	return "NULL"
+}
+
+func notNull(value string) int {
+	if value == "NULL" {
+		return 0
+	}
+	return 1
 }
 
 // selectRows answers SELECT of constants, or of *, COUNT(*) or columns from a
-// table, sys.databases, sys.tables or sys.dm_db_partition_stats. A result set's first row holds the
-// column names for SELECT * only, as the stand-in always has.
+// table, sys.databases, sys.tables or sys.dm_db_partition_stats, filtered by
+// WHERE and sorted by ORDER BY. A result set's first row holds the column
+// names for SELECT * only, as the stand-in always has.
 func (b *batch) selectRows(parsed *selectRows) *sqlError {
 	var source *sqlwire.Table
 	switch {
 	case parsed.from == nil:
 		source = &sqlwire.Table{Rows: [][]string{{}}}
 	case len(parsed.from) == 2 && strings.EqualFold(parsed.from.String(), "sys.databases"):
-		source = &sqlwire.Table{Columns: []string{"name"}}
-		names := make([]string, 0, len(b.server.databases))
-		for name := range b.server.databases {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			source.Rows = append(source.Rows, []string{name})
-		}
+		source = b.server.databasesView()
 	case len(parsed.from) == 2 && strings.EqualFold(parsed.from.String(), "sys.tables"):
 		source = &sqlwire.Table{Columns: []string{"name"}}
 		if database, found := b.server.lookup(b.database); found {
@@ -408,13 +537,20 @@ func (b *batch) selectRows(parsed *selectRows) *sqlError {
 				if position < 0 {
 					return fault(207, "Invalid column name '%s'.", condition.column)
 				}
-				matches = matches && equal(row[position], condition.value)
+				matches = matches && condition.holdsFor(cell(row, position))
 			}
 			if matches {
 				filtered.Rows = append(filtered.Rows, row)
 			}
 		}
 		source = filtered
+	}
+	if len(parsed.orderBy) > 0 {
+		sorted := *source
+		if problem := sortRows(&sorted, parsed.orderBy); problem != nil {
+			return problem
+		}
+		source = &sorted
 	}
 	if len(parsed.items) == 1 && parsed.items[0].count {
 		b.response.Output = append(b.response.Output, sqlwire.Output{Kind: "rows", Rows: [][]string{{strconv.Itoa(len(source.Rows))}}})
@@ -440,7 +576,7 @@ func (b *batch) selectRows(parsed *selectRows) *sqlError {
 				if position < 0 {
 					return fault(207, "Invalid column name '%s'.", item.column)
 				}
-				row = append(row, sourceRow[position])
+				row = append(row, cell(sourceRow, position))
 			default:
 				return fault(8120, "Column is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause.")
 			}

@@ -4,6 +4,34 @@
 // in a JSON file under /var/opt/mssql (or MSSQL_DATA_DIR), so they survive
 // container restarts. Like the real image it starts with the system
 // databases only.
+//
+// It answers only the T-SQL the project and GoBackup send, as SQL Server 2022
+// does (message texts, numbers, severities and states): CREATE/DROP/USE
+// DATABASE, CREATE TABLE, INSERT, SELECT with WHERE (=, <>, <, >, <=, >=,
+// [NOT] IN, IS [NOT] NULL, joined by AND) and ORDER BY; sys.databases (name,
+// database_id, source_database_id, state_desc, create_date; ids are kept in
+// the databases file), sys.tables and sys.dm_db_partition_stats; database
+// snapshots (CREATE DATABASE s ON (NAME = ..., FILENAME = ...) AS SNAPSHOT OF
+// d); DBCC CHECKDB (dbcc.go); ALTER DATABASE d MODIFY NAME = n. An import
+// (sqlpackage) creates the database and its schema, then loads one table at a
+// time: a failure leaves the part already imported behind, as with the real
+// sqlpackage.
+//
+// Fault injection, for the tests only (the product never writes the file):
+// on every request the server re-reads <data dir>/standin-faults.json, if
+// there is one, for glob patterns (path.Match syntax, case-insensitive) of
+// database names:
+//
+//	{"checkdb": ["Sales*"], "modify_name": ["*_restoring_*"], "import": ["*_drill_*"]}
+//
+// checkdb: DBCC CHECKDB of a matching database reports its first table's page
+// as damaged (Msg 8939 and 8928, severity 16; 2 consistency errors).
+// modify_name: ALTER DATABASE [match] MODIFY NAME fails with Msg 5030 ("The
+// database could not be exclusively locked to perform the operation.").
+// import: importing into a matching database fails loading its last table
+// (Msg 1105, the PRIMARY filegroup is full), the tables before it loaded.
+// A file that is not valid JSON of this shape injects nothing and says why
+// in the server's log.
 package main
 
 import (
@@ -15,6 +43,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"sqlserver-backup/standins/internal/sqlwire"
 )
@@ -23,7 +52,8 @@ var systemDatabases = []string{"master", "model", "msdb", "tempdb"}
 
 type server struct {
 	mu        sync.Mutex
-	path      string
+	path      string // the databases file
+	faultPath string // the test fault file; "" injects none
 	password  string
 	databases map[string]*sqlwire.Database
 }
@@ -38,16 +68,24 @@ func initial() map[string]*sqlwire.Database {
 	return databases
 }
 
+// load reads the databases file, or starts a new instance, and gives each
+// database its catalog entry (see catalogue).
 func (s *server) load() error {
 	content, err := os.ReadFile(s.path)
-	if os.IsNotExist(err) {
+	switch {
+	case os.IsNotExist(err):
 		s.databases = initial()
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(content, &s.databases); err != nil {
+			return err
+		}
+	}
+	if s.catalogue(time.Now()) || os.IsNotExist(err) {
 		return s.save()
 	}
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(content, &s.databases)
+	return nil
 }
 
 func (s *server) save() error {
@@ -93,16 +131,20 @@ func (s *server) handle(request sqlwire.Request) *sqlwire.Response {
 		}
 		return &sqlwire.Response{Data: database}
 	case "import":
-		if existing, found := s.lookup(name); found && len(existing.Tables) > 0 {
-			return failure(1801, "Data cannot be imported into target because it contains one or more user objects. Import should be performed against a new, empty database.")
+		data := request.Data
+		if data == nil {
+			data = &sqlwire.Database{}
 		}
-		restored := *request.Data
-		restored.Name = name
-		s.databases[name] = &restored
-		if err := s.save(); err != nil {
-			return failure(5120, "Unable to write database %s: %v", name, err)
+		return s.importSchema(name, data)
+	case "load":
+		database, found := s.lookup(name)
+		if !found {
+			return failure(4060, "Cannot open database \"%s\" requested by the login. The login failed.", name)
 		}
-		return &sqlwire.Response{}
+		if request.Data == nil || len(request.Data.Tables) != 1 {
+			return failure(50000, "a load carries exactly one table")
+		}
+		return s.loadTable(database, &request.Data.Tables[0], s.readFaults())
 	case "query":
 		database, found := s.lookup(name)
 		if !found {
@@ -113,6 +155,85 @@ func (s *server) handle(request sqlwire.Request) *sqlwire.Response {
 	return failure(50000, "unknown operation %q", request.Op)
 }
 
+// importSchema is the first step of an import: it creates the database
+// (unless an empty one is there) and the tables of the package, empty, and
+// keeps them. Rows sent along (a client that imports in one call) are then
+// loaded table by table, as "load" does.
+func (s *server) importSchema(name string, data *sqlwire.Database) *sqlwire.Response {
+	database, found := s.lookup(name)
+	switch {
+	case found && len(database.Tables) > 0:
+		return failure(1801, "Data cannot be imported into target because it contains one or more user objects. Import should be performed against a new, empty database.")
+	case found && database.SourceID != 0:
+		return fail(&sqlwire.Response{}, readOnly(database))
+	case !found:
+		database = s.create(name, "")
+	}
+	for _, table := range data.Tables {
+		database.Tables = append(database.Tables, sqlwire.Table{
+			Name: table.Name, Columns: table.Columns, Types: table.Types, Key: table.Key, Rows: [][]string{},
+		})
+	}
+	if err := s.save(); err != nil {
+		return failure(5120, "Unable to write database %s: %v", name, err)
+	}
+	injected := s.readFaults()
+	if len(data.Tables) == 0 && matches(injected.Import, database.Name) {
+		return fail(&sqlwire.Response{}, filegroupFull(database, "dbo.sysschobjs"))
+	}
+	withRows := false
+	for _, table := range data.Tables {
+		withRows = withRows || len(table.Rows) > 0
+	}
+	for i := range data.Tables {
+		if !withRows {
+			break
+		}
+		if response := s.loadTable(database, &data.Tables[i], injected); response.Error != "" {
+			return response
+		}
+	}
+	return &sqlwire.Response{}
+}
+
+// loadTable bulk-loads one table's rows into an imported database's empty
+// table, all or nothing, and keeps them. Rows whose value count differs from
+// the table's column count (a damaged package) fail the load as SQL Server's
+// bulk load does, and so does the import fault on the database's last table.
+func (s *server) loadTable(database *sqlwire.Database, incoming *sqlwire.Table, injected faults) *sqlwire.Response {
+	position := -1
+	for i := range database.Tables {
+		if strings.EqualFold(database.Tables[i].Name, incoming.Name) {
+			position = i
+		}
+	}
+	if position < 0 {
+		return failure(208, "Invalid object name '%s'.", incoming.Name)
+	}
+	table := &database.Tables[position]
+	if position == len(database.Tables)-1 && matches(injected.Import, database.Name) {
+		return fail(&sqlwire.Response{}, filegroupFull(database, table.Name))
+	}
+	for number, row := range incoming.Rows {
+		switch {
+		case len(row) < len(table.Columns):
+			return failure(4832, "Bulk load: An unexpected end of file was encountered in the data file.")
+		case len(row) > len(table.Columns):
+			return failure(4863, "Bulk load data conversion error (truncation) for row %d, column %d (%s).", number+1, len(table.Columns), table.Columns[len(table.Columns)-1])
+		}
+	}
+	table.Rows = append(table.Rows, incoming.Rows...)
+	if err := s.save(); err != nil {
+		return failure(5120, "Unable to write database %s: %v", database.Name, err)
+	}
+	return &sqlwire.Response{}
+}
+
+// filegroupFull is Msg 1105, how the import fault fails a load.
+func filegroupFull(database *sqlwire.Database, object string) *sqlError {
+	return fault(1105, "Could not allocate space for object '%s' in database '%s' because the 'PRIMARY' filegroup is full. Create disk space by deleting unneeded files, dropping objects in the filegroup, adding additional files to the filegroup, or setting autogrowth on for existing files in the filegroup.", object, database.Name).withState(2)
+}
+
 func (s *server) serve(connection net.Conn) {
 	defer connection.Close()
 	var request sqlwire.Request
@@ -121,7 +242,7 @@ func (s *server) serve(connection net.Conn) {
 	}
 	response := s.handle(request)
 	if response.Error != "" {
-		log.Printf("Error: %d, Severity: %d, State: 1. %s (op %s, database %q)", response.Number, response.Severity, response.Error, request.Op, request.Database)
+		log.Printf("Error: %d, Severity: %d, State: %d. %s (op %s, database %q)", response.Number, response.Severity, response.State, response.Error, request.Op, request.Database)
 	}
 	_ = json.NewEncoder(connection).Encode(response)
 }
@@ -139,7 +260,11 @@ func main() {
 	if dataDir == "" {
 		dataDir = "/var/opt/mssql"
 	}
-	s := &server{path: filepath.Join(dataDir, "standin-databases.json"), password: password}
+	s := &server{
+		path:      filepath.Join(dataDir, "standin-databases.json"),
+		faultPath: filepath.Join(dataDir, "standin-faults.json"),
+		password:  password,
+	}
 	if err := s.load(); err != nil {
 		log.Fatalf("cannot load databases: %v", err)
 	}

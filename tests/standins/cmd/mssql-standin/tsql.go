@@ -192,9 +192,33 @@ type block struct {
 	body []statement
 }
 
+// createDatabase is CREATE DATABASE name [ON (NAME = ..., FILENAME = ...), ...]
+// [AS SNAPSHOT OF source].
 type createDatabase struct {
 	at
-	name string
+	name       string
+	files      []fileSpec
+	snapshotOf string
+}
+
+// fileSpec is one file of CREATE DATABASE ... ON: its logical name and path.
+type fileSpec struct {
+	name, fileName string
+}
+
+// renameDatabase is ALTER DATABASE name MODIFY NAME = newName.
+type renameDatabase struct {
+	at
+	name, newName string
+}
+
+// dbccStatement is DBCC command [(target[, argument ...])] [WITH option, ...].
+type dbccStatement struct {
+	at
+	command   string   // upper case, e.g. CHECKDB
+	target    *literal // nil: the current database; a name or a database id
+	arguments []string // what follows the target, e.g. NOINDEX
+	options   []string // upper case, e.g. NO_INFOMSGS
 }
 
 type dropDatabase struct {
@@ -233,17 +257,28 @@ type selectItem struct {
 	constant    *literal
 }
 
-// equality is "column = constant", the only filter the stand-in knows.
-type equality struct {
+// predicate is one condition of a WHERE clause: "column op constant" (op one
+// of =, <>, <, >, <=, >=), "column [NOT] IN (constants)" or "column IS [NOT]
+// NULL".
+type predicate struct {
 	column string
-	value  literal
+	op     string // a comparison, IN or IS
+	values []literal
+	negate bool // NOT IN, IS NOT NULL
+}
+
+// ordering is one column of an ORDER BY.
+type ordering struct {
+	column     string
+	descending bool
 }
 
 type selectRows struct {
 	at
-	items []selectItem
-	from  objectName
-	where []equality // all must hold
+	items   []selectItem
+	from    objectName
+	where   []predicate // all must hold
+	orderBy []ordering
 }
 
 type parser struct {
@@ -381,6 +416,7 @@ var reserved = map[string]bool{
 	"BEGIN": true, "CREATE": true, "DATABASE": true, "DROP": true, "ELSE": true, "END": true, "FROM": true,
 	"IF": true, "INSERT": true, "INTO": true, "IS": true, "KEY": true, "NOT": true, "NULL": true, "PRIMARY": true,
 	"PRINT": true, "SELECT": true, "SET": true, "TABLE": true, "USE": true, "VALUES": true, "WHERE": true, "AND": true,
+	"ALTER": true, "BY": true, "DBCC": true, "IN": true, "ORDER": true,
 }
 
 func (p *parser) statement() (statement, error) {
@@ -437,8 +473,7 @@ func (p *parser) statement() (statement, error) {
 	case p.keyword("CREATE"):
 		switch {
 		case p.keyword("DATABASE"):
-			name, err := p.identifier()
-			return &createDatabase{at: where, name: name}, err
+			return p.createDatabase(where)
 		case p.keyword("TABLE"):
 			return p.createTable(where)
 		}
@@ -452,6 +487,25 @@ func (p *parser) statement() (statement, error) {
 	case p.keyword("USE"):
 		name, err := p.identifier()
 		return &useDatabase{at: where, name: name}, err
+	case p.keyword("ALTER"):
+		parsed := &renameDatabase{at: where}
+		if err := p.expectKeyword("DATABASE"); err != nil {
+			return nil, err
+		}
+		var err error
+		if parsed.name, err = p.identifier(); err != nil {
+			return nil, err
+		}
+		if err := p.expectKeyword("MODIFY", "NAME"); err != nil {
+			return nil, err
+		}
+		if err := p.expectSymbol("="); err != nil {
+			return nil, err
+		}
+		parsed.newName, err = p.identifier()
+		return parsed, err
+	case p.keyword("DBCC"):
+		return p.dbcc(where)
 	case p.keyword("INSERT"):
 		return p.insert(where)
 	case p.keyword("PRINT"):
@@ -685,7 +739,8 @@ func (p *parser) insert(where at) (statement, error) {
 	}
 }
 
-// selectRows reads "SELECT items [FROM name [WHERE column = constant [AND ...]]]".
+// selectRows reads "SELECT items [FROM name [WHERE condition [AND ...]] [ORDER BY
+// column [ASC | DESC], ...]]".
 func (p *parser) selectRows(where at) (statement, error) {
 	parsed := &selectRows{at: where}
 	for {
@@ -728,21 +783,237 @@ func (p *parser) selectRows(where at) (statement, error) {
 		parsed.from = from
 		if p.keyword("WHERE") {
 			for {
+				condition, err := p.predicate()
+				if err != nil {
+					return nil, err
+				}
+				parsed.where = append(parsed.where, condition)
+				if !p.keyword("AND") {
+					break
+				}
+			}
+		}
+		if p.keyword("ORDER") {
+			if err := p.expectKeyword("BY"); err != nil {
+				return nil, err
+			}
+			for {
 				name, err := p.identifier()
 				if err != nil {
 					return nil, err
 				}
-				if err := p.expectSymbol("="); err != nil {
-					return nil, err
+				descending := p.keyword("DESC")
+				if !descending {
+					p.keyword("ASC")
 				}
-				value, err := p.literal()
-				if err != nil {
-					return nil, err
-				}
-				parsed.where = append(parsed.where, equality{column: name, value: value})
-				if !p.keyword("AND") {
+				parsed.orderBy = append(parsed.orderBy, ordering{column: name, descending: descending})
+				if !p.symbol(",") {
 					break
 				}
+			}
+		}
+	}
+	return parsed, nil
+}
+
+// predicate reads one condition of a WHERE clause.
+func (p *parser) predicate() (predicate, error) {
+	name, err := p.identifier()
+	if err != nil {
+		return predicate{}, err
+	}
+	parsed := predicate{column: name}
+	switch {
+	case p.keyword("IS"):
+		parsed.op, parsed.negate = "IS", p.keyword("NOT")
+		return parsed, p.expectKeyword("NULL")
+	case p.keyword("NOT"):
+		if err := p.expectKeyword("IN"); err != nil {
+			return parsed, err
+		}
+		parsed.negate = true
+		fallthrough
+	case p.keyword("IN"):
+		parsed.op = "IN"
+		if err := p.expectSymbol("("); err != nil {
+			return parsed, err
+		}
+		for {
+			value, err := p.literal()
+			if err != nil {
+				return parsed, err
+			}
+			parsed.values = append(parsed.values, value)
+			if p.symbol(")") {
+				return parsed, nil
+			}
+			if err := p.expectSymbol(","); err != nil {
+				return parsed, err
+			}
+		}
+	}
+	if parsed.op, err = p.comparison(); err != nil {
+		return parsed, err
+	}
+	value, err := p.literal()
+	parsed.values = []literal{value}
+	return parsed, err
+}
+
+// comparison reads =, <>, !=, <, >, <= or >=; != is read as <>.
+func (p *parser) comparison() (string, error) {
+	switch {
+	case p.symbol("="):
+		return "=", nil
+	case p.symbol("<"):
+		switch {
+		case p.symbol(">"):
+			return "<>", nil
+		case p.symbol("="):
+			return "<=", nil
+		}
+		return "<", nil
+	case p.symbol(">"):
+		if p.symbol("=") {
+			return ">=", nil
+		}
+		return ">", nil
+	case p.symbol("!"):
+		if p.symbol("=") {
+			return "<>", nil
+		}
+	}
+	return "", p.unexpected()
+}
+
+// createDatabase reads what follows CREATE DATABASE: the name, the files of
+// an ON clause (only their NAME and FILENAME matter here) and AS SNAPSHOT OF.
+func (p *parser) createDatabase(where at) (statement, error) {
+	name, err := p.identifier()
+	if err != nil {
+		return nil, err
+	}
+	parsed := &createDatabase{at: where, name: name}
+	if p.keyword("ON") {
+		p.keyword("PRIMARY")
+		for {
+			file, err := p.fileSpec()
+			if err != nil {
+				return nil, err
+			}
+			parsed.files = append(parsed.files, file)
+			if !p.symbol(",") {
+				break
+			}
+		}
+	}
+	if p.keyword("AS") {
+		if err := p.expectKeyword("SNAPSHOT", "OF"); err != nil {
+			return nil, err
+		}
+		if parsed.snapshotOf, err = p.identifier(); err != nil {
+			return nil, err
+		}
+	}
+	return parsed, nil
+}
+
+// fileSpec reads "(NAME = name, FILENAME = 'path'[, SIZE = 8MB ...])".
+func (p *parser) fileSpec() (fileSpec, error) {
+	var parsed fileSpec
+	if err := p.expectSymbol("("); err != nil {
+		return parsed, err
+	}
+	for {
+		option := p.next()
+		if option.kind != wordToken {
+			return parsed, &syntaxError{line: option.line, near: option.text}
+		}
+		if err := p.expectSymbol("="); err != nil {
+			return parsed, err
+		}
+		switch strings.ToUpper(option.text) {
+		case "NAME":
+			if current := p.peek(); current.kind == stringToken {
+				p.position++
+				parsed.name = current.text
+			} else {
+				name, err := p.identifier()
+				if err != nil {
+					return parsed, err
+				}
+				parsed.name = name
+			}
+		case "FILENAME":
+			value, err := p.literal()
+			if err != nil || !value.isText {
+				return parsed, p.unexpected()
+			}
+			parsed.fileName = value.text
+		default: // SIZE = 8MB, FILEGROWTH = 10% ...: read and ignored
+			for current := p.peek(); current.kind != endToken && !(current.kind == symbolToken && (current.text == "," || current.text == ")")); current = p.peek() {
+				p.position++
+			}
+		}
+		if p.symbol(")") {
+			return parsed, nil
+		}
+		if err := p.expectSymbol(","); err != nil {
+			return parsed, err
+		}
+	}
+}
+
+// dbcc reads "DBCC command [(target[, argument ...])] [WITH option[, ...]]";
+// the target is a name, N'name' or a database id.
+func (p *parser) dbcc(where at) (statement, error) {
+	command := p.next()
+	if command.kind != wordToken {
+		return nil, &syntaxError{line: command.line, near: command.text}
+	}
+	parsed := &dbccStatement{at: where, command: strings.ToUpper(command.text)}
+	if p.symbol("(") {
+		var target literal
+		switch current := p.peek(); current.kind {
+		case numberToken, stringToken:
+			value, err := p.literal()
+			if err != nil {
+				return nil, err
+			}
+			target = value
+		default:
+			name, err := p.identifier()
+			if err != nil {
+				return nil, err
+			}
+			target = literal{text: name, isText: true}
+		}
+		parsed.target = &target
+		for p.symbol(",") {
+			argument := p.next()
+			if argument.kind != wordToken && argument.kind != numberToken {
+				return nil, &syntaxError{line: argument.line, near: argument.text}
+			}
+			parsed.arguments = append(parsed.arguments, strings.ToUpper(argument.text))
+		}
+		if err := p.expectSymbol(")"); err != nil {
+			return nil, err
+		}
+	}
+	if p.keyword("WITH") {
+		for {
+			option := p.next()
+			if option.kind != wordToken {
+				return nil, &syntaxError{line: option.line, near: option.text}
+			}
+			parsed.options = append(parsed.options, strings.ToUpper(option.text))
+			if p.symbol("=") { // MAXDOP = n
+				if _, err := p.literal(); err != nil {
+					return nil, err
+				}
+			}
+			if !p.symbol(",") {
+				break
 			}
 		}
 	}

@@ -2,7 +2,11 @@
 // /Action:Export and /Action:Import with the real parameter names (and their
 // short forms), against the SQL Server stand-in. A .bacpac it writes is a zip
 // shaped like the real one (model.xml, Origin.xml, Data/<table>/*.BCP) whose
-// data round-trips through Import. Exit code 0 on success, 1 on failure.
+// data round-trips through Import. Import goes as the real one's does: it
+// creates the database and its schema, then loads the tables one at a time,
+// printing each; a failure part-way leaves the database as far as it got, and
+// the error ("*** Error importing database:...") on stderr. Exit code 0 on
+// success, 1 on failure.
 package main
 
 import (
@@ -119,11 +123,14 @@ func commandTimeout(o *options) time.Duration {
 	return time.Duration(seconds) * time.Second
 }
 
+// untrusted is the error of a connection to SQL Server's self-signed
+// certificate that was not told to trust it, as the real sqlpackage
+// (Encrypt=True by default since 161) reports it.
+const untrusted = "Could not connect to database server.\nA connection was successfully established with the server, but then an error occurred during the login process. (provider: SSL Provider, error: 0 - The certificate chain was issued by an authority that is not trusted.)"
+
 func requireTrust(o *options, key, action string) {
-	// SQL Server's self-signed certificate is refused unless trusted, as the
-	// real sqlpackage (Encrypt=True by default since 161) does.
 	if !strings.EqualFold(o.values[key], "true") {
-		fail(action, "Could not connect to database server.\nA connection was successfully established with the server, but then an error occurred during the login process. (provider: SSL Provider, error: 0 - The certificate chain was issued by an authority that is not trusted.)")
+		fail(action, untrusted)
 	}
 }
 
@@ -321,30 +328,80 @@ func readBacpac(source string) (*sqlwire.Database, error) {
 	return database, nil
 }
 
-func importPackage(o *options) {
+// call reaches the SQL Server stand-in; tests replace it.
+var call = sqlwire.Call
+
+// userObjects is the real one's error for a target that is not empty.
+const userObjects = "Data cannot be imported into target because it contains one or more user objects. Import should be performed against a new, empty database."
+
+// elapsed is a duration as .NET prints a TimeSpan and sqlpackage its
+// "Time elapsed": h:mm:ss.ff.
+func elapsed(duration time.Duration) string {
+	hundredths := int64(duration / (10 * time.Millisecond))
+	return fmt.Sprintf("%d:%02d:%02d.%02d", hundredths/360000, hundredths/6000%60, hundredths/100%60, hundredths%100)
+}
+
+// importPackage runs /Action:Import and returns the exit code.
+func importPackage(o *options, stdout, stderr io.Writer) int {
 	server, database, source := o.values["targetservername"], o.values["targetdatabasename"], o.values["sourcefile"]
-	for key, value := range map[string]string{"TargetServerName": server, "TargetDatabaseName": database, "SourceFile": source} {
-		if value == "" {
-			fail("importing", "The "+key+" argument is required for the Import action.")
+	started := time.Now()
+	failed := func(message string) int {
+		fmt.Fprintf(stderr, "*** Error importing database:%s\n", message)
+		fmt.Fprintf(stdout, "Time elapsed %s\n", elapsed(time.Since(started)))
+		return 1
+	}
+	for _, key := range []string{"TargetServerName", "TargetDatabaseName", "SourceFile"} {
+		if o.values[strings.ToLower(key)] == "" {
+			return failed("The " + key + " argument is required for the Import action.")
 		}
 	}
-	started := time.Now()
 	data, err := readBacpac(source)
 	if err != nil {
-		fail("importing", fmt.Sprintf("The package '%s' could not be read: %v", source, err))
+		return failed(fmt.Sprintf("The package '%s' could not be read: %v", source, err))
 	}
-	fmt.Printf("Importing to database '%s' on server '%s'.\n", database, server)
-	requireTrust(o, "targettrustservercertificate", "importing")
-	fmt.Println("Creating deployment plan")
-	if _, err := sqlwire.Call(server, sqlwire.Request{
-		Op: "import", User: o.values["targetuser"], Password: o.values["targetpassword"], Database: database, Data: data,
-	}, commandTimeout(o)); err != nil {
-		fail("importing", describe(err))
+	fmt.Fprintf(stdout, "Importing to database '%s' on server '%s'.\n", database, server)
+	fmt.Fprintln(stdout, "Creating deployment plan")
+	fmt.Fprintln(stdout, "Initializing deployment")
+	if !strings.EqualFold(o.values["targettrustservercertificate"], "true") {
+		return failed(untrusted)
+	}
+	for _, step := range []string{"Verifying deployment plan", "Analyzing deployment plan", "Importing package schema and data into database", "Updating database"} {
+		fmt.Fprintln(stdout, step)
+	}
+	request := sqlwire.Request{Op: "import", User: o.values["targetuser"], Password: o.values["targetpassword"], Database: database}
+	request.Data = &sqlwire.Database{Name: data.Name}
+	for _, table := range data.Tables {
+		request.Data.Tables = append(request.Data.Tables, sqlwire.Table{Name: table.Name, Columns: table.Columns, Types: table.Types, Key: table.Key})
+	}
+	var sqlError *sqlwire.Error
+	if _, err := call(server, request, commandTimeout(o)); err != nil {
+		if errors.As(err, &sqlError) && sqlError.Number == 1801 {
+			return failed(userObjects + "\nError SQL71659: " + userObjects)
+		}
+		return failed(describe(err))
+	}
+	fmt.Fprintln(stdout, "Importing data")
+	fmt.Fprintln(stdout, "Processing Import.")
+	if len(data.Tables) > 0 {
+		fmt.Fprintln(stdout, "Disabling indexes.")
 	}
 	for _, table := range data.Tables {
-		fmt.Printf("Processing Table '[%s]'.\n", strings.ReplaceAll(table.Name, ".", "].["))
+		fmt.Fprintf(stdout, "Processing Table '%s'.\n", quoted(strings.Split(table.Name, ".")...))
+		request.Op, request.Data = "load", &sqlwire.Database{Name: data.Name, Tables: []sqlwire.Table{table}}
+		if _, err := call(server, request, commandTimeout(o)); err != nil {
+			if errors.As(err, &sqlError) {
+				return failed("Data plan execution failed with message One or more errors occurred. (" + sqlError.Message + ")")
+			}
+			return failed(describe(err))
+		}
 	}
-	fmt.Printf("Successfully imported package.\nTime elapsed %s\n", time.Since(started).Round(time.Millisecond))
+	if len(data.Tables) > 0 {
+		fmt.Fprintln(stdout, "Enabling indexes.")
+	}
+	fmt.Fprintln(stdout, "Successfully imported database.")
+	fmt.Fprintln(stdout, "Changes to connection setting default values were incorporated in a recent release.  More information is available at https://aka.ms/dacfx-connection")
+	fmt.Fprintf(stdout, "Time elapsed %s\n", elapsed(time.Since(started)))
+	return 0
 }
 
 func main() {
@@ -361,7 +418,7 @@ func main() {
 	case "export":
 		export(parsed)
 	case "import":
-		importPackage(parsed)
+		os.Exit(importPackage(parsed, os.Stdout, os.Stderr))
 	case "":
 		fmt.Fprintln(os.Stderr, "*** The Action argument is required. Use /Action:Export or /Action:Import.")
 		os.Exit(1)

@@ -24,17 +24,28 @@ type Table struct {
 	Rows    [][]string `json:"rows"`
 }
 
-// Database is a whole database: what an export carries and an import restores.
+// Database is a whole database: what an export carries and an import
+// restores. The server also keeps a database's catalog entry in it (its
+// sys.databases columns and the logical name of its data file); an export
+// carries those along and an import ignores them.
 type Database struct {
-	Name   string  `json:"name"`
-	Tables []Table `json:"tables"`
+	Name     string  `json:"name"`
+	Tables   []Table `json:"tables"`
+	ID       int     `json:"database_id,omitempty"`
+	SourceID int     `json:"source_database_id,omitempty"` // a snapshot's source database; 0 is NULL
+	Created  string  `json:"create_date,omitempty"`        // as sqlcmd prints a datetime: 2006-01-02 15:04:05.000
+	File     string  `json:"file,omitempty"`               // logical name of the data file (a rename keeps it)
 }
 
 // Request is one client call; every call carries its credentials. A query
 // carries one batch (the text between two GO lines); Database is the context
-// it starts in, which is how a client keeps a USE across batches.
+// it starts in, which is how a client keeps a USE across batches. An import
+// goes as real sqlpackage does it: "import" creates the database and the
+// schema of Data's tables, then one "load" per table (Data holding that one
+// table with its rows) bulk-loads its data; whatever was stored before a
+// failure stays.
 type Request struct {
-	Op       string    `json:"op"` // export, import, query
+	Op       string    `json:"op"` // export, import, load, query
 	User     string    `json:"user"`
 	Password string    `json:"password"`
 	Database string    `json:"database,omitempty"`
@@ -42,12 +53,18 @@ type Request struct {
 	Data     *Database `json:"data,omitempty"`
 }
 
-// Output is one thing a batch sends back, in order: a message (PRINT) or the
-// rows of one result set.
+// Output is one thing a batch sends back, in order: a message (PRINT and
+// other severity 0-10 messages), the rows of one result set, or an error
+// that did not end the batch (DBCC CHECKDB reports each consistency error
+// so and carries on), with its number, severity, state and line.
 type Output struct {
-	Kind    string     `json:"kind"` // message or rows
-	Message string     `json:"message,omitempty"`
-	Rows    [][]string `json:"rows,omitempty"`
+	Kind     string     `json:"kind"` // message, rows or error
+	Message  string     `json:"message,omitempty"`
+	Rows     [][]string `json:"rows,omitempty"`
+	Number   int        `json:"number,omitempty"`
+	Severity int        `json:"severity,omitempty"`
+	State    int        `json:"state,omitempty"`
+	Line     int        `json:"line,omitempty"`
 }
 
 // Response carries what a call produced and, if it failed, a SQL Server style
@@ -58,6 +75,7 @@ type Response struct {
 	Error    string    `json:"error,omitempty"`
 	Number   int       `json:"number,omitempty"`
 	Severity int       `json:"severity,omitempty"`
+	State    int       `json:"state,omitempty"`
 	Line     int       `json:"line,omitempty"`
 	Output   []Output  `json:"output,omitempty"`
 	Database string    `json:"database,omitempty"`
@@ -68,6 +86,7 @@ type Response struct {
 type Error struct {
 	Number   int
 	Severity int
+	State    int
 	Line     int
 	Message  string
 }
@@ -111,7 +130,7 @@ func Call(server string, request Request, timeout time.Duration) (*Response, err
 		return nil, &ConnectError{Server: server, Err: err}
 	}
 	if response.Error != "" {
-		return &response, &Error{Number: response.Number, Severity: response.Severity, Line: response.Line, Message: response.Error}
+		return &response, &Error{Number: response.Number, Severity: response.Severity, State: max(response.State, 1), Line: response.Line, Message: response.Error}
 	}
 	return &response, nil
 }
