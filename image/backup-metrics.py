@@ -19,6 +19,15 @@ backup-restore restores). What it knows is kept in the state volume, so a
 restart of the container or of GoBackup forgets no success time.
 Runs of `gobackup perform` started with docker exec (backup_now.yml) are
 processes of their own that report to no scheduler: they are not counted.
+
+Beside them, at each scrape, the proof of the backups: per database the last
+restore drill (drills.json, written by backup-restore --drill), its result,
+the last time one proved the database restorable (0 when none ever did, for
+every database a model backs up), its import's duration, the archive's age
+and size; per model the targets of restore.yml (RPO grace, how old a proof
+may be); per uncovered database a series from the last coverage check
+(coverage.json, written by backup-coverage). monitoring/alert-rules.yml
+alerts on them.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ import backupcfg
 HERE = Path(__file__).resolve().parent
 POLL_SECONDS = 5.0
 STATE_FILE = "metrics-state.json"
+DRILLS_STATE = "drills.json"  # backup-restore --drill's
+COVERAGE_STATE = "coverage.json"  # backup-coverage's
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SAMPLE = re.compile(r"^(gobackup_[a-zA-Z0-9_]*)(?:\{(.*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -123,8 +134,10 @@ class Exporter:
         state_file: Path,
         fetch: Callable[[], str] | None,
         size_of: Callable[[Mapping[str, Any]], int | None] = last_archive_size,
+        restore_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.document = document
+        self.restore_settings = restore_settings or {}
         self.models = {str(name).lower(): body or {} for name, body in document["models"].items()}
         self.state_file = state_file
         self.fetch = fetch
@@ -270,12 +283,135 @@ class Exporter:
             lines += [
                 f'{metric}{{model="{escape(name)}"}} {number(value)}' for name, value in values if value is not None
             ]
+        lines += self.proof_lines()
         lines += [
             "# HELP sqlserver_backup_scheduler_up Whether GoBackup's scheduler answered the last reading (1 or 0).",
             "# TYPE sqlserver_backup_scheduler_up gauge",
             f"sqlserver_backup_scheduler_up {1 if up else 0}",
         ]
         return "\n".join(lines) + "\n" + upstream
+
+    def targets(self) -> dict[str, tuple[int, int]]:
+        """(RPO grace seconds, proof max age seconds) of each model of the
+        config: restore.yml's, else the defaults backup-status applies too."""
+        models = self.restore_settings.get("models")
+        models = models if isinstance(models, dict) else {}
+        found = {}
+        for name in self.models:
+            target = models.get(name) if isinstance(models.get(name), dict) else {}
+            grace = int(target.get("rpo_grace_seconds") or backupcfg.DEFAULT_RPO_GRACE_SECONDS)
+            days = int(target.get("proven_within_days") or backupcfg.DEFAULT_PROVEN_WITHIN_DAYS)
+            found[name] = (grace, days * 86400)
+        return found
+
+    def proof_lines(self) -> list[str]:
+        """The drill and coverage families, from drills.json and coverage.json
+        as they are now (backup-restore --drill and backup-coverage write them)."""
+        drills = backupcfg.read_state(DRILLS_STATE).get("models")
+        drills = drills if isinstance(drills, dict) else {}
+        coverage = backupcfg.read_state(COVERAGE_STATE)
+        covered = coverage.get("covered") if isinstance(coverage.get("covered"), dict) else {}
+        per_database: dict[tuple[str, str], Mapping[str, Any]] = {}
+        # Every database a model is known to back up has a series, proven or
+        # not: one no drill ever proved shows 0 (never) as its last proof.
+        for source in backupcfg.source_servers(self.document):
+            model = source["model"].lower()
+            names = (covered.get(model) or []) if source["all_databases"] else [source["database"]]
+            for name in names:
+                per_database.setdefault((model, str(name)), {})
+        for model, databases in drills.items():
+            if model in self.models and isinstance(databases, dict):
+                for name, record in databases.items():
+                    known = next(
+                        (key for key in per_database if key[0] == model and key[1].casefold() == name.casefold()), None
+                    )
+                    per_database[known or (model, name)] = record if isinstance(record, dict) else {}
+        rows = sorted(per_database.items())
+        drilled = [(key, record) for key, record in rows if record.get("result") in ("pass", "fail")]
+        families: list[tuple[str, str, list[tuple[dict[str, str], Any]]]] = [
+            (
+                "drill_last_run_timestamp_seconds",
+                "Unix time the last restore drill of the database ended.",
+                [(labels(key), record.get("last_drill")) for key, record in drilled],
+            ),
+            (
+                "drill_success",
+                "Whether the last restore drill of the database passed (1) or failed (0).",
+                [(labels(key), 1 if record["result"] == "pass" else 0) for key, record in drilled],
+            ),
+            (
+                "drill_last_success_timestamp_seconds",
+                "Unix time a drill last proved the database restorable (0: never).",
+                [(labels(key), record.get("proven_at") or 0) for key, record in rows],
+            ),
+            (
+                "drill_restore_duration_seconds",
+                "Duration of the import of the database's last passed drill (the measured restore time).",
+                [(labels(key), record.get("restore_seconds")) for key, record in rows],
+            ),
+            (
+                "drill_archive_age_seconds",
+                "Age of the archive when the database's last passed drill proved it.",
+                [(labels(key), record.get("archive_age_seconds")) for key, record in rows],
+            ),
+            (
+                "drill_archive_size_bytes",
+                "Size of the archive the database's last drill restored.",
+                [(labels(key), record.get("archive_size")) for key, record in rows],
+            ),
+            (
+                "drill_max_age_seconds",
+                "How old the last proof of a model's databases may be (restore.yml proven_within_days, in seconds).",
+                [({"model": name}, max_age) for name, (_, max_age) in sorted(self.targets().items())],
+            ),
+            (
+                "rpo_grace_seconds",
+                "How late a model's backup may be after its scheduled run (restore.yml rpo_grace_seconds).",
+                [({"model": name}, grace) for name, (grace, _) in sorted(self.targets().items())],
+            ),
+            (
+                "database_uncovered",
+                "1 for each database of a source server that no model backs up (last coverage check).",
+                [
+                    ({"server": str(entry.get("server", "")), "database": str(entry.get("database", ""))}, 1)
+                    for entry in coverage.get("uncovered") or []
+                    if isinstance(entry, dict)
+                ],
+            ),
+            (
+                "coverage_last_check_timestamp_seconds",
+                "Unix time of the last coverage check (0: none yet).",
+                [({}, coverage.get("checked_at") or 0)],
+            ),
+            (
+                "coverage_check_success",
+                "Whether the last coverage check listed every source server (1) or not, or none ran yet (0).",
+                [
+                    (
+                        {},
+                        1
+                        if coverage.get("checked_at")
+                        and all(not server.get("error") for server in coverage.get("servers") or [])
+                        else 0,
+                    )
+                ],
+            ),
+        ]
+        lines = []
+        for suffix, text, values in families:
+            metric = f"sqlserver_backup_{suffix}"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} gauge"]
+            for names, value in values:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                # Labels in name order (as Prometheus itself lists them).
+                label_text = ",".join(f'{key}="{escape(text)}"' for key, text in sorted(names.items()))
+                lines.append(f"{metric}{{{label_text}}} {number(value)}" if label_text else f"{metric} {number(value)}")
+        return lines
+
+
+def labels(key: tuple[str, str]) -> dict[str, str]:
+    return {"model": key[0], "database": key[1]}
 
 
 def escape(value: str) -> str:
@@ -341,7 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         fetch = scheduler_reader(document)
         if fetch is None:
             log("GoBackup's web server is disabled (web.enabled: false): only the saved state is served")
-        exporter = Exporter(document, backupcfg.state_dir(os.environ) / STATE_FILE, fetch)
+        try:
+            settings = backupcfg.load_restore_settings(arguments.config, os.environ)
+        except Exception as error:  # the backup metrics are served all the same
+            log(f"restore.yml cannot be read ({type(error).__name__}): no drill or RPO targets are served")
+            settings = {}
+        exporter = Exporter(document, backupcfg.state_dir(os.environ) / STATE_FILE, fetch, restore_settings=settings)
         server = http.server.ThreadingHTTPServer(("0.0.0.0", arguments.port), handler_for(exporter))  # noqa: S104
     except Exception as error:
         log(f"error: not serving metrics: {type(error).__name__}: {error}")

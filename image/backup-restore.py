@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -68,7 +69,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -770,7 +771,8 @@ def restore(arguments: argparse.Namespace) -> int:
     workdir = work_directory(document, "drill" if arguments.drill else "restore")
     try:
         if arguments.drill:
-            return drill(arguments, document, storage, server, name, workdir, environment, settings)
+            with one_drill_at_a_time():
+                return drill(arguments, document, storage, server, name, workdir, environment, settings)
         packages, _ = fetch_packages(
             storage, name, arguments.version_id or "", workdir, model, document["models"][model], environment, settings
         )
@@ -890,6 +892,21 @@ def drill(
 
 
 DRILLS_STATE = "drills.json"
+DRILL_LOCK = "drill.lock"
+
+
+@contextlib.contextmanager
+def one_drill_at_a_time() -> Iterator[None]:
+    """A drill never overlaps another (the scheduler's and restore.yml's alike):
+    a second one waits for the first."""
+    backupcfg.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with (backupcfg.STATE_DIR / DRILL_LOCK).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("restore: another drill is running; this one waits for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def previous_drills(model: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ readonly BACKUPCFG="${BACKUPCFG:-/usr/local/lib/gobackup-image/backupcfg.py}"
 readonly METRICS_EXPORTER="${METRICS_EXPORTER:-/usr/local/bin/backup-metrics}"
 readonly BACKUP_CLEANUP="${BACKUP_CLEANUP:-/usr/local/bin/backup-cleanup}"
 readonly NOTIFY_RELAY="${NOTIFY_RELAY:-/usr/local/bin/notify-relay}"
+readonly PROOF_SCHEDULER="${PROOF_SCHEDULER:-/usr/local/bin/backup-proof-scheduler}"
 # Notifiers and after_script run after GoBackup has removed a run's temp
 # folder: a stop gives them this many seconds before GoBackup is stopped.
 readonly AFTER_RUN_SECONDS=3
@@ -188,7 +189,12 @@ STOP_REQUESTED=false
 GOBACKUP_PID=""
 FILTER_PID=""
 
-request_stop() { STOP_REQUESTED=true; }
+# A stop reaches the proof scheduler at once: it lets a running drill finish
+# (within its bound) while the backups finish.
+request_stop() {
+  STOP_REQUESTED=true
+  [[ -z "${PROOF_PID}" ]] || kill -TERM "${PROOF_PID}" 2>/dev/null || true
+}
 
 # Starts GoBackup ("$@") with its stdout through drop_probe_lines. The filter
 # ignores INT and TERM: if it died, GoBackup's next line would kill GoBackup.
@@ -315,11 +321,26 @@ supervise() {
 # (a Ctrl-C reaches neither) and is stopped once GoBackup has been.
 METRICS_PID=""
 RELAY_PID=""
+PROOF_PID=""
 
 start_metrics() {
   [[ -n "${METRICS_PORT:-}" ]] || return 0
   setsid python3 "${METRICS_EXPORTER}" --port "$((10#${METRICS_PORT}))" --config "$1" &
   METRICS_PID=$!
+}
+
+# Restore drills and coverage checks on restore.yml's schedules (daemon mode,
+# always): backup-proof-scheduler, in a group of its own like the metrics. It
+# alerts through the relay, so it stops before the relay does.
+start_proof_scheduler() {
+  setsid python3 "${PROOF_SCHEDULER}" --config "$1" &
+  PROOF_PID=$!
+}
+
+stop_proof_scheduler() {
+  [[ -n "${PROOF_PID}" ]] || return 0
+  kill -TERM "${PROOF_PID}" 2>/dev/null || true
+  wait "${PROOF_PID}" 2>/dev/null || true
 }
 
 stop_notify_relay() {
@@ -374,7 +395,9 @@ main() {
   fi
   log "starting the GoBackup scheduler (TZ=${TZ:-UTC})"
   start_metrics "${config}"
+  start_proof_scheduler "${config}"
   supervise "${config}" gobackup run -c "${config}" || status=$?
+  stop_proof_scheduler
   stop_metrics
   stop_notify_relay
   if [[ "${STOP_REQUESTED}" == false ]]; then

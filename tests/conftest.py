@@ -68,6 +68,9 @@ def entrypoint_env(tmp_path: Path, standin_bin: Path) -> dict[str, str]:
         # The clean-up of interrupted uploads talks to MinIO: test_e2e runs it
         # in the image; here, with no MinIO, it is left out.
         "BACKUP_CLEANUP": "true",
+        # Drills and coverage need SQL Server and MinIO: test_proof_programs
+        # runs the scheduler on its own.
+        "PROOF_SCHEDULER": str(REPO / "image" / "backup-proof-scheduler.py"),
         "TMPDIR": str(tmp_path / "work"),
         "SKIP_HEALTH_CHECK": "true",
         # The image's scripts import backupcfg from image/: no __pycache__ there.

@@ -647,3 +647,50 @@ def test_a_notification_relay_that_stops_is_started_again(daemon, entrypoint_env
     assert process.returncode == 0
     assert stderr.count("warning: the notification relay stopped; starting it again") == 1
     assert relay_pids(config) == [], "the relay stops with the entrypoint"
+
+
+def proof_scheduler_pids(config: Path) -> list[int]:
+    """The proof schedulers reading config."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            command_line = (entry / "cmdline").read_bytes().split(b"\0")
+            if entry.name.isdigit() and command_line[1:4] == [
+                str(REPO / "image" / "backup-proof-scheduler.py").encode(),
+                b"--config",
+                str(config).encode(),
+            ]:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_the_proof_scheduler_runs_beside_gobackup_and_a_running_drill_ends_before_the_stop(
+    daemon, entrypoint_env, tmp_path: Path
+) -> None:
+    port, home = free_port(), Path(entrypoint_env["HOME"])
+    # restore.yml beside the configuration the entrypoint renders into HOME.
+    restore = {"models": {"sqlserver": {"host": "mssql-restore", "drill_schedule": "@every 1s"}}}
+    (home / "restore.yml").write_text(yaml.safe_dump(restore))
+    bin_dir, calls = tmp_path / "bin", tmp_path / "drill-calls"
+    bin_dir.mkdir()
+    (bin_dir / "backup-restore").write_text(
+        f'#!/bin/sh\necho "$*" >>"{calls}"\nsleep 2\necho "DRILL PASS model=sqlserver database=SalesDemo"\n'
+    )
+    (bin_dir / "backup-restore").chmod(0o755)
+    environment = {
+        **REQUIRED_ENV,
+        "GOBACKUP_WEB_PORT": str(port),
+        "PROOF_SCHEDULER": str(REPO / "image" / "backup-proof-scheduler.py"),
+        "PATH": f"{bin_dir}:{entrypoint_env['PATH']}",
+    }
+    with daemon(environment, port) as process:
+        wait_until(calls.exists, "a drill started by the proof scheduler")
+        assert len(proof_scheduler_pids(home / "gobackup.yml")) == 1
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert calls.read_text().splitlines()[0] == f"--config {home / 'gobackup.yml'} --model sqlserver --drill"
+    assert "backup-proof-scheduler: drill of model sqlserver at '@every 1s'" in stderr
+    assert "backup-proof-scheduler: stopping; letting the drill of model sqlserver finish" in stderr
+    assert "backup-proof-scheduler: drill sqlserver: DRILL PASS model=sqlserver database=SalesDemo" in stderr
+    assert proof_scheduler_pids(home / "gobackup.yml") == [], "the scheduler stops with the entrypoint"

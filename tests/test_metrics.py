@@ -1,5 +1,6 @@
 """Prometheus metrics of the backups (image/backup-metrics.py): per model the
 last success and failure, the last duration and the size of the last archive,
+per database the restore drills and per source server the uncovered databases,
 scraped from the one port the backup container publishes, while GoBackup's
 /api/* stays unreachable from outside. Unit tests first, then one stack of its
 own (deployed by playbooks/deploy.yml with metrics on) for the rest."""
@@ -19,6 +20,8 @@ from conftest import REPO, dev_playbook, dev_stack_vars, scratch_stack
 from minio import Minio
 
 sys.path.insert(0, str(REPO / "image"))
+import backupcfg
+
 spec = importlib.util.spec_from_file_location("backup_metrics", REPO / "image" / "backup-metrics.py")
 metrics = sys.modules["backup_metrics"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(metrics)
@@ -120,6 +123,94 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
     assert errors.count("GoBackup's scheduler does not answer") == 1, "said once, not every few seconds"
     assert errors.count("cannot read the size of model sales's last archive") == 1
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in series(source.render())
+
+
+PROOF_DOCUMENT = {
+    "models": {
+        "sales": {
+            "schedule": {"cron": "0 2 * * *"},
+            "databases": {"sales": {"type": "mssql", "host": "mssql", "database": "SalesDemo"}},
+            "storages": {},
+        },
+        "everything": {
+            "schedule": {"cron": "0 3 * * *"},
+            "databases": {"all": {"type": "mssql", "host": "other", "all_databases": True}},
+            "storages": {},
+        },
+    }
+}
+PASSED = {
+    "last_drill": 5000.0,
+    "result": "pass",
+    "reason": "",
+    "proven_at": 5000.0,
+    "archive": "2026.12.06.02.00.00.tar",
+    "archive_time": 4000.0,
+    "archive_size": 4096,
+    "archive_age_seconds": 1000.0,
+    "restore_seconds": 12.5,
+}
+
+
+def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(backupcfg, "STATE_DIR", tmp_path)
+    failed = {**PASSED, "last_drill": 9000.0, "result": "fail", "reason": "DBCC CHECKDB failed"}
+    backupcfg.write_state("drills.json", {"models": {"sales": {"SalesDemo": PASSED}, "everything": {"HR": failed}}})
+    backupcfg.write_state(
+        "coverage.json",
+        {
+            "checked_at": 7000.0,
+            "ok": False,
+            "servers": [{"server": "mssql,1433", "databases": [], "error": ""}],
+            "covered": {"sales": ["SalesDemo"], "everything": ["HR", "Payroll"]},
+            "uncovered": [{"server": "mssql,1433", "database": "NewDb"}],
+            "ignored": [],
+        },
+    )
+    settings = {"models": {"sales": {"rpo_grace_seconds": 600, "proven_within_days": 2}}}
+    source = metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None, restore_settings=settings)
+    values = series(source.render())
+    sales, hr, payroll = (
+        'database="SalesDemo",model="sales"',
+        'database="HR",model="everything"',
+        'database="Payroll",model="everything"',
+    )
+    assert values[f"sqlserver_backup_drill_last_run_timestamp_seconds{{{sales}}}"] == 5000
+    assert values[f"sqlserver_backup_drill_success{{{sales}}}"] == 1
+    assert values[f"sqlserver_backup_drill_last_success_timestamp_seconds{{{sales}}}"] == 5000
+    assert values[f"sqlserver_backup_drill_restore_duration_seconds{{{sales}}}"] == 12.5
+    assert values[f"sqlserver_backup_drill_archive_age_seconds{{{sales}}}"] == 1000
+    assert values[f"sqlserver_backup_drill_archive_size_bytes{{{sales}}}"] == 4096
+    assert values[f"sqlserver_backup_drill_success{{{hr}}}"] == 0
+    assert values[f"sqlserver_backup_drill_last_run_timestamp_seconds{{{hr}}}"] == 9000
+    assert values[f"sqlserver_backup_drill_last_success_timestamp_seconds{{{hr}}}"] == 5000, "the last proof stays"
+    assert values[f"sqlserver_backup_drill_last_success_timestamp_seconds{{{payroll}}}"] == 0, "never proven"
+    assert f"sqlserver_backup_drill_success{{{payroll}}}" not in values, "no drill ran"
+    assert values['sqlserver_backup_drill_max_age_seconds{model="sales"}'] == 2 * 86400
+    assert values['sqlserver_backup_rpo_grace_seconds{model="sales"}'] == 600
+    assert values['sqlserver_backup_drill_max_age_seconds{model="everything"}'] == 8 * 86400, "the default"
+    assert values['sqlserver_backup_rpo_grace_seconds{model="everything"}'] == 3600, "the default"
+    assert values['sqlserver_backup_database_uncovered{database="NewDb",server="mssql,1433"}'] == 1
+    assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 7000
+    assert values["sqlserver_backup_coverage_check_success"] == 1
+
+    backupcfg.write_state("coverage.json", {"checked_at": 8000.0, "servers": [{"server": "x", "error": "down"}]})
+    values = series(source.render())
+    assert values["sqlserver_backup_coverage_check_success"] == 0, "read again at each scrape"
+    assert not [name for name in values if name.startswith("sqlserver_backup_database_uncovered")]
+
+
+def test_before_any_drill_or_check_every_database_is_never_proven(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(backupcfg, "STATE_DIR", tmp_path)
+    values = series(metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None).render())
+    proofs = {name: value for name, value in values.items() if name.startswith("sqlserver_backup_drill_")}
+    assert proofs == {
+        'sqlserver_backup_drill_last_success_timestamp_seconds{database="SalesDemo",model="sales"}': 0,
+        'sqlserver_backup_drill_max_age_seconds{model="everything"}': 8 * 86400,
+        'sqlserver_backup_drill_max_age_seconds{model="sales"}': 8 * 86400,
+    }, "an all_databases model's databases appear with the first coverage check"
+    assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 0
+    assert values["sqlserver_backup_coverage_check_success"] == 0
 
 
 # --- The deployed stack ----------------------------------------------------------------
