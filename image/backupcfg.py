@@ -1523,8 +1523,8 @@ def restore_problems(
             reasons += [f"{reason} (drill_schedule; {DRILL_SCHEDULE_HINT})" for reason in cron_reasons]
             continue
         backup = schedule_of(body.get("schedule")) if isinstance(body, dict) and body.get("schedule") else None
-        if backup is None:
-            continue
+        if not isinstance(backup, SpecSchedule):
+            continue  # an @every or every: schedule's minutes depend on when the scheduler started
         clash = sorted(_schedule_minutes(parse_cron(drill), start, end) & _schedule_minutes(backup, start, end))
         if clash:
             reasons.append(

@@ -319,7 +319,7 @@ def test_the_environment_wins_over_dotenv(tmp_path: Path) -> None:
         ('cron: "0 2 * * *"', 'cron: "0 2 * * *"\n      enabled: false', "GoBackup v3.1.1 (any schedule block is"),
         ('cron: "0 2 * * *"', 'cron: "0 2 * * *"\n      every: 1h', "schedule.every is ignored"),
         ("trust_server_certificate:", "trustServerCertificate:", "use 'trust_server_certificate'"),
-        ("host: sql1", "host: sql1\n        all_databases: true", "all_databases needs sqlcmd"),
+        ("host: sql1", "host: sql1\n        skip_databases: Scratch", "skip_databases must be a list"),
         ("host: 127.0.0.1", "host: 0.0.0.0", "web.host must be 127.0.0.1"),
         ("endpoint: http://minio:9000", "endpoint: minio:9000", "endpoint must be a full URL"),
         ("bucket: backups", "bucket: ''", "'bucket' is empty"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook
+from conftest import REPO, ansible_playbook, free_port
 
 ROLES = sorted(path.name for path in (REPO / "roles").iterdir() if path.is_dir())
 EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
@@ -127,7 +127,8 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
             copied.update(part for part in line.split()[1:-1] if not part.startswith("artifacts/"))
     context = yaml.safe_load((REPO / "roles" / "backup_image" / "vars" / "main.yml").read_text())
     assert copied <= set(context["_backup_image_context_files"])
-    assert copied | {"Dockerfile"} == {path.name for path in (REPO / "image").iterdir()}, "every image file is used"
+    files = {path.name for path in (REPO / "image").iterdir() if path.name != "__pycache__"}  # tests import from there
+    assert copied | {"Dockerfile"} == files, "every image file is used"
 
 
 def test_each_host_gets_its_own_models_and_paths(production) -> None:
@@ -235,6 +236,11 @@ def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_p
     assert result.returncode != 0
     assert said(result, "(set by backup_config_databases[0] (sales).password) still holds the placeholder CHANGE_ME")
     assert said(result, "MINIO_SECRET_KEY (set by backup_config_minio_secret_key) still holds the placeholder")
+    assert said(
+        result,
+        "MSSQL_RESTORE_PASSWORD_SALES (set by backup_config_databases[0] (sales).restore_password or"
+        " backup_config_restore_password) still holds the placeholder CHANGE_ME",
+    )
 
 
 @pytest.mark.parametrize(
@@ -273,9 +279,10 @@ def test_bad_settings_are_named(tmp_path: Path, vault_password_file: Path, overr
     "schedule", ["@every 1h", "0 2 * * mon-fri", "0 3 ? * SUN", "@daily", "15 1 1 jan,jul *", "CRON_TZ=UTC 0 2 * * *"]
 )
 def test_every_schedule_gobackup_accepts_is_deployed(tmp_path: Path, vault_password_file: Path, schedule: str) -> None:
-    result = render(
-        "staging", tmp_path / "hosts", vault_password_file, "-e", json.dumps({"backup_config_schedule": schedule})
-    )
+    # No drill: an @every schedule's minutes depend on when it starts (the
+    # drill's own minute is test_a_drill_at_its_backups_minute_is_refused's).
+    settings = {"backup_config_schedule": schedule, "backup_config_drill_schedule": ""}
+    result = render("staging", tmp_path / "hosts", vault_password_file, "-e", json.dumps(settings))
     assert result.returncode == 0, result.stdout[-2000:]
     assert config_of(tmp_path / "hosts", "sqlbackup-staging.example.internal")["models"]["crm"]["schedule"] == {
         "cron": schedule
@@ -285,16 +292,233 @@ def test_every_schedule_gobackup_accepts_is_deployed(tmp_path: Path, vault_passw
 def test_restores_get_their_own_server_and_login(production) -> None:
     out, _ = production
     host = out / "sqlbackup-01.example.internal"
-    restore = yaml.safe_load((host / "restore.yml").read_text())["models"]["sales"]
+    restore = yaml.safe_load((host / "restore.yml").read_text())
     assert restore == {
-        "host": "sqlscratch.example.internal",
-        "port": 1433,
-        "username": "backup_restorer",
-        "password": "${MSSQL_RESTORE_PASSWORD_SALES}",
-        "trust_server_certificate": True,
+        "models": {
+            model: {
+                "host": "sqlscratch.example.internal",
+                "port": 1433,
+                "username": "backup_restorer",
+                "password": f"${{MSSQL_RESTORE_PASSWORD_{model.upper()}}}",
+                "trust_server_certificate": True,
+                "previous_passphrases": [],
+                "drill_schedule": "17 4 * * 0",
+                "rpo_grace_seconds": 3600,
+                "proven_within_days": 8,
+            }
+            for model in ("sales", "inventory")
+        },
+        "coverage": {"schedule": "*/30 * * * *", "ignore": []},
     }
     assert "MSSQL_RESTORE_PASSWORD_SALES='Rest0reOnlyPassw0rd'" in (host / ".env").read_text()
     assert (host / "restore.yml").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_dev_stack_restores_into_its_own_scratch_server(tmp_path: Path, vault_password_file: Path) -> None:
+    out = tmp_path / "hosts"
+    result = render("dev", out, vault_password_file, "-e", f"dev_secrets_dir={tmp_path / 'secrets'}", secrets=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    restore = yaml.safe_load((out / "localhost" / "restore.yml").read_text())["models"]
+    sources = {model["databases"][name]["host"] for name, model in config_of(out, "localhost")["models"].items()}
+    assert sources == {"mssql"}
+    assert {model["host"] for model in restore.values()} == {"mssql-restore"}
+    env_file = (out / "localhost" / ".env").read_text()
+    restore_password = (tmp_path / "secrets" / "mssql_restore_sa_password").read_text().split()[0] + "Aa1"
+    assert f"MSSQL_RESTORE_PASSWORD_SALES='{restore_password}'" in env_file
+    assert f"MSSQL_PASSWORD_SALES='{restore_password}'" not in env_file, "a login of its own"
+
+
+def staging_override(**settings: object) -> tuple[str, str]:
+    return "-e", json.dumps(settings)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        staging_override(backup_config_restore_host=""),
+        staging_override(backup_config_restore_host="  "),
+    ],
+)
+def test_a_missing_restore_server_is_refused_naming_the_variable(
+    tmp_path: Path, vault_password_file: Path, override: tuple[str, str]
+) -> None:
+    result = render("staging", tmp_path / "hosts", vault_password_file, *override)
+    assert result.returncode != 0
+    assert said(result, "No restore server for crm, billing: set backup_config_restore_host"), result.stdout[-3000:]
+    assert not (tmp_path / "hosts").exists(), "nothing was rendered"
+
+
+@pytest.mark.parametrize(
+    ("override", "model", "server"),
+    [
+        # The hosts' own servers, whatever the case of the name.
+        (
+            staging_override(backup_config_restore_host="sqlstaging-01.example.internal"),
+            "crm",
+            "sqlstaging-01.example.internal,1433",
+        ),
+        (
+            staging_override(
+                backup_config_restore_host="SQLStaging-02.example.internal", backup_config_restore_port=14330
+            ),
+            "crm",
+            "SQLStaging-02.example.internal,14330",
+        ),
+        # One entry's own restore server.
+        (
+            staging_override(
+                backup_config_databases=[
+                    {
+                        "name": "crm",
+                        "database": "CRM",
+                        "host": "sqlstaging-01.example.internal",
+                        "password": "Pw1-xyzw",
+                    },
+                    {
+                        "name": "billing",
+                        "database": "Billing",
+                        "host": "sqlstaging-02.example.internal",
+                        "password": "Pw2-xyzw",
+                        "restore_host": "sqlstaging-01.example.internal",
+                    },
+                ]
+            ),
+            "billing",
+            "sqlstaging-01.example.internal,1433",
+        ),
+    ],
+)
+def test_a_restore_server_that_is_a_source_server_is_refused(
+    tmp_path: Path, vault_password_file: Path, override: tuple[str, str], model: str, server: str
+) -> None:
+    result = render("staging", tmp_path / "hosts", vault_password_file, *override)
+    assert result.returncode != 0
+    assert said(result, f"model {model}: the restore server {server} is a server this host backs up"), result.stdout[
+        -3000:
+    ]
+    assert said(result, "backup_config_restore_host, or restore_host of the database entry")
+    assert not (tmp_path / "hosts").exists(), "nothing was rendered"
+
+
+def test_the_same_host_on_another_port_may_restore(tmp_path: Path, vault_password_file: Path) -> None:
+    result = render(
+        "staging",
+        tmp_path / "hosts",
+        vault_password_file,
+        *staging_override(backup_config_restore_host="sqlstaging-02.example.internal", backup_config_restore_port=1433),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_drill_at_its_backups_minute_is_refused(tmp_path: Path, vault_password_file: Path) -> None:
+    # Staging backs up at 01:30 every day.
+    result = render(
+        "staging", tmp_path / "hosts", vault_password_file, *staging_override(backup_config_drill_schedule="30 1 * * 0")
+    )
+    assert result.returncode != 0
+    assert said(result, "model crm: its drill_schedule '30 1 * * 0' starts at the same minute as its backup")
+    assert said(result, "backup_config_drill_schedule")
+
+
+def test_previous_passphrases_and_targets_reach_restore_yml_by_name_only(
+    tmp_path: Path, vault_password_file: Path
+) -> None:
+    out = tmp_path / "hosts"
+    result = render(
+        "staging",
+        out,
+        vault_password_file,
+        *staging_override(
+            backup_config_encryption_passphrase="Curr3nt-Passphrase",
+            backup_config_encryption_previous_passphrases=["Old3r-Passphrase", "Old3st-Passphrase"],
+            backup_config_coverage_ignore=["ReportServer"],
+            backup_config_coverage_schedule="@hourly",
+            backup_config_databases=[
+                {"name": "crm", "database": "CRM", "host": "sqlstaging-01.example.internal", "password": "Pw1-xyzw"},
+                {
+                    "name": "billing-eu",
+                    "database": "Billing",
+                    "host": "sqlstaging-02.example.internal",
+                    "password": "Pw2-xyzw",
+                    "encryption_previous_passphrases": ["B1lling-Old"],
+                    "drill_schedule": "",
+                    "rpo_grace_seconds": 600,
+                    "proven_within_days": 2,
+                },
+            ],
+        ),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    host = out / "sqlbackup-staging.example.internal"
+    restore = yaml.safe_load((host / "restore.yml").read_text())
+    assert restore["models"]["crm"]["previous_passphrases"] == [
+        "ENCRYPTION_PASSPHRASE_CRM_PREVIOUS_1",
+        "ENCRYPTION_PASSPHRASE_CRM_PREVIOUS_2",
+    ]
+    billing = restore["models"]["billing-eu"]
+    assert billing["previous_passphrases"] == ["ENCRYPTION_PASSPHRASE_BILLING_EU_PREVIOUS_1"]
+    assert (billing["drill_schedule"], billing["rpo_grace_seconds"], billing["proven_within_days"]) == ("", 600, 2)
+    assert restore["coverage"] == {"schedule": "@hourly", "ignore": ["ReportServer"]}
+    env_file = (host / ".env").read_text()
+    assert "ENCRYPTION_PASSPHRASE_CRM_PREVIOUS_1='Old3r-Passphrase'" in env_file
+    assert "ENCRYPTION_PASSPHRASE_CRM_PREVIOUS_2='Old3st-Passphrase'" in env_file
+    assert "ENCRYPTION_PASSPHRASE_BILLING_EU_PREVIOUS_1='B1lling-Old'" in env_file
+    for secret in ("Old3r-Passphrase", "Old3st-Passphrase", "B1lling-Old"):
+        assert secret not in (host / "restore.yml").read_text() + (host / "gobackup.yml").read_text()
+        assert secret not in result.stdout + result.stderr
+
+
+def test_a_previous_passphrase_left_as_the_placeholder_is_named(tmp_path: Path, vault_password_file: Path) -> None:
+    result = render(
+        "staging",
+        tmp_path / "hosts",
+        vault_password_file,
+        *staging_override(backup_config_encryption_previous_passphrases=["CHANGE_ME"]),
+    )
+    assert result.returncode != 0
+    assert said(
+        result,
+        "ENCRYPTION_PASSPHRASE_CRM_PREVIOUS_1 (set by backup_config_databases[0]"
+        " (crm).encryption_previous_passphrases[0] or backup_config_encryption_previous_passphrases[0])"
+        " still holds the placeholder CHANGE_ME",
+    )
+
+
+def test_all_databases_of_a_server_are_one_model(tmp_path: Path, vault_password_file: Path) -> None:
+    out = tmp_path / "hosts"
+    entry = {
+        "name": "staging-01",
+        "all_databases": True,
+        "skip_databases": ["Scratch"],
+        "host": "sqlstaging-01.example.internal",
+        "password": "Pw1-xyzw",
+    }
+    result = render("staging", out, vault_password_file, *staging_override(backup_config_databases=[entry]))
+    assert result.returncode == 0, result.stdout[-3000:]
+    text = (out / "sqlbackup-staging.example.internal" / "gobackup.yml").read_text()
+    database = yaml.safe_load(text)["models"]["staging-01"]["databases"]["staging-01"]
+    assert database["all_databases"] is True
+    assert database["skip_databases"] == ["Scratch"]
+    assert "database" not in database
+    assert "staging-01/mssql/staging-01/<database>.bacpac for each database" in text
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"database": "CRM", "all_databases": True},
+        {},
+        {"database": "CRM", "skip_databases": ["Scratch"]},
+        {"all_databases": True, "skip_databases": "Scratch"},
+    ],
+)
+def test_an_entry_names_one_database_or_all(tmp_path: Path, vault_password_file: Path, entry: dict) -> None:
+    entry = {"name": "crm", "host": "sqlstaging-01.example.internal", "password": "Pw1-xyzw", **entry}
+    result = render(
+        "staging", tmp_path / "hosts", vault_password_file, *staging_override(backup_config_databases=[entry])
+    )
+    assert result.returncode != 0
+    assert said(result, "and either database or all_databases: true"), result.stdout[-3000:]
 
 
 def vault_view(path: Path, password_file: Path) -> str:
@@ -347,6 +571,8 @@ def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Pat
         "backup_stack_run_mode": "sometimes",
         "backup_stack_metrics_enabled": True,
         "backup_stack_metrics_port": 2703,
+        "backup_stack_mssql_restore_sa_password": "",
+        "backup_stack_mssql_restore_port": 70000,
     }
     result = ansible_playbook(
         "-i", str(REPO / "inventories" / "dev"), "-e", json.dumps(settings), str(REPO / "playbooks" / "deploy.yml")
@@ -358,4 +584,139 @@ def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Pat
         "METRICS_PORT (set by backup_stack_metrics_port) must differ from web.port (set by backup_config_web_port),"
         " the port of GoBackup's own web server in the container (2703)",
     )
+    assert said(result, "backup_stack_mssql_restore_sa_password is empty or still the placeholder CHANGE_ME")
+    assert said(result, "backup_stack_mssql_restore_port must be a port number, or 0 to publish none")
     assert not (tmp_path / "stack").exists(), "nothing was deployed"
+
+
+# --- The operator's playbooks, refused before anything reaches a host -------------------
+
+
+def production_playbook(playbook: str, vault_password_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Runs playbooks/<playbook> on the production example, whose hosts cannot be
+    reached (SSH to a closed local port): a task that needs a host reports it
+    unreachable, so whatever is refused was refused on the controller."""
+    return ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "production"),
+        "--vault-password-file",
+        str(vault_password_file),
+        "-e",
+        "ansible_host=127.0.0.1",
+        "-e",
+        f"ansible_port={free_port()}",
+        "-e",
+        "ansible_become=false",
+        *extra,
+        str(REPO / "playbooks" / playbook),
+    )
+
+
+ONE_HOST = ("--limit", "sqlbackup-01.example.internal")
+INTO_SOURCE = ("-e", "restore_model=sales", "-e", "restore_into_source=true")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (
+            (*INTO_SOURCE, "-e", "restore_target_database=Sales", "-e", "restore_confirm=Sales"),
+            "a restore into a source server runs on exactly one host, and this play targets 2 hosts:"
+            " add --limit <host>",
+        ),
+        (
+            (*ONE_HOST, *INTO_SOURCE),
+            "a restore into a source server needs the database to write: add -e restore_target_database=<database>",
+        ),
+        (
+            (*ONE_HOST, *INTO_SOURCE, "-e", "restore_target_database=Sales"),
+            "needs restore_confirm repeating restore_target_database: add -e restore_confirm=Sales",
+        ),
+        (
+            (*ONE_HOST, *INTO_SOURCE, "-e", "restore_target_database=Sales", "-e", "restore_confirm=sales"),
+            "needs restore_confirm repeating restore_target_database: add -e restore_confirm=Sales",
+        ),
+        (
+            ("-e", "restore_model=sales", "-e", "restore_target_database=Sales", "-e", "restore_replace=true"),
+            "a replace swaps a database on one host only, and this play targets 2 hosts: add --limit <host>",
+        ),
+        (
+            (*ONE_HOST, "-e", "restore_model=sales", "-e", "restore_drop_replaced=true"),
+            "restore_drop_replaced drops the database a replace renamed aside: it needs restore_replace=true",
+        ),
+        (
+            (*ONE_HOST, "-e", "restore_model=sales", "-e", "restore_confirm=Sales"),
+            "restore_confirm confirms a restore into a source server only",
+        ),
+        (
+            ("-e", "restore_drill=true", "-e", "restore_into_source=true"),
+            "neither takes restore_target_database, restore_replace, restore_into_source or restore_database",
+        ),
+    ],
+)
+def test_a_risky_restore_is_refused_before_anything_runs(
+    vault_password_file: Path, arguments: tuple[str, ...], reason: str
+) -> None:
+    result = production_playbook("restore.yml", vault_password_file, *arguments)
+    assert result.returncode != 0
+    assert said(result, reason), result.stdout[-3000:]
+    assert "TASK [Run backup-restore or backup-verify in the backup container]" not in result.stdout
+    assert not re.search(r"unreachable=[1-9]", result.stdout), "no host was contacted"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        (*ONE_HOST, *INTO_SOURCE, "-e", "restore_target_database=Sales", "-e", "restore_confirm=Sales"),
+        (*ONE_HOST, "-e", "restore_model=sales", "-e", "restore_replace=true", "-e", "restore_drop_replaced=true"),
+        ("-e", "restore_drill=true"),
+    ],
+)
+def test_a_complete_restore_gets_past_the_checks(vault_password_file: Path, arguments: tuple[str, ...]) -> None:
+    """The control of the test above: with its settings whole, the same run
+    goes on to the container (and finds the example host unreachable)."""
+    result = production_playbook("restore.yml", vault_password_file, *arguments)
+    assert "TASK [Run backup-restore or backup-verify in the backup container]" in result.stdout, result.stdout[-3000:]
+    assert re.search(r"sqlbackup-01.example.internal\s+: ok=1 .*unreachable=1", result.stdout), result.stdout[-3000:]
+
+
+def test_the_fleet_status_names_each_host_it_could_not_ask(vault_password_file: Path) -> None:
+    result = production_playbook("status.yml", vault_password_file)
+    assert result.returncode != 0
+    table = result.stdout[result.stdout.index("TASK [Print the fleet table]") :]
+    for host in ("sqlbackup-01.example.internal", "sqlbackup-02.example.internal"):
+        assert re.search(rf"^\s*{re.escape(host)}\s+-\s+-\s+.*UNREACHABLE$", table, re.M), table
+        assert said(result, f"{host}: UNREACHABLE: ")
+    assert "TASK [Fail when a database breaches its targets]" in table
+
+
+# --- The development stack's services ------------------------------------------------
+
+
+def render_compose(tmp_path: Path, **settings: object) -> dict:
+    out = tmp_path / "compose.yml"
+    result = ansible_playbook(
+        "-i",
+        str(REPO / "inventories" / "dev"),
+        "-e",
+        json.dumps({"dev_secrets_dir": str(tmp_path / "secrets"), "compose_out": str(out), **settings}),
+        str(REPO / "tests" / "playbooks" / "render_compose.yml"),
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return yaml.safe_load(out.read_text())
+
+
+def test_the_dev_stack_has_a_restore_server_of_its_own(tmp_path: Path) -> None:
+    services = render_compose(tmp_path)["services"]
+    restore, source = services["mssql-restore"], services["mssql"]
+    assert restore["image"] == source["image"]
+    assert restore["env_file"] == ["mssql-restore.env"]
+    assert restore["volumes"] == ["mssql-restore-data:/var/opt/mssql"]
+    assert restore["healthcheck"]["test"] == source["healthcheck"]["test"]
+    assert "ports" not in restore, "published only when asked"
+    assert services["backup"]["depends_on"]["mssql-restore"] == {"condition": "service_healthy"}
+
+
+def test_the_dev_restore_server_is_published_on_loopback_when_asked(tmp_path: Path) -> None:
+    services = render_compose(tmp_path, backup_stack_mssql_restore_port=11434)["services"]
+    assert services["mssql-restore"]["ports"] == ["127.0.0.1:11434:1433"]

@@ -65,7 +65,12 @@ def test_config_files_belong_to_the_container_user(host, path: str, mode: int) -
 
 
 @pytest.mark.parametrize(
-    ("service", "variables"), [("mssql", ["MSSQL_SA_PASSWORD"]), ("minio", ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"])]
+    ("service", "variables"),
+    [
+        ("mssql", ["MSSQL_SA_PASSWORD"]),
+        ("mssql-restore", ["MSSQL_SA_PASSWORD"]),
+        ("minio", ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"]),
+    ],
 )
 def test_each_development_service_gets_only_its_own_secret(host, service: str, variables: list[str]) -> None:
     env_file = host.file(str(STACK_DIR / f"{service}.env"))
@@ -164,6 +169,27 @@ def test_container_runs_as_non_root(backup_host, backup_container) -> None:
         "python3 -c \"import pathlib; print(sorted({p.stat().st_uid for p in pathlib.Path('/proc').glob('[0-9]*')}))\""
     )
     assert owners == f"[{CONTAINER_UID}]"
+
+
+def test_restores_go_to_the_scratch_server_never_the_source(host) -> None:
+    restore = yaml.safe_load(host.file(str(STACK_DIR / "config" / "restore.yml")).content_string)
+    assert {name: model["host"] for name, model in restore["models"].items()} == {
+        "sales": "mssql-restore",
+        "inventory": "mssql-restore",
+    }
+
+
+def test_the_restore_server_is_a_service_of_its_own(docker_client) -> None:
+    restore = docker_client.containers.get(f"{PROJECT}-mssql-restore-1")
+    source = docker_client.containers.get(f"{PROJECT}-mssql-1")
+    assert restore.attrs["State"]["Health"]["Status"] == "healthy"
+    assert restore.attrs["NetworkSettings"]["Ports"]["1433/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "11434"}]
+
+    def volumes(container) -> set[str]:
+        return {mount["Name"] for mount in container.attrs["Mounts"] if mount["Type"] == "volume"}
+
+    assert volumes(restore) == {f"{PROJECT}_mssql-restore-data"}
+    assert not volumes(restore) & volumes(source)
 
 
 def test_container_is_healthy(backup_container) -> None:

@@ -172,7 +172,22 @@ def test_each_hosts_key_reaches_only_its_own_prefix() -> None:
                 client.put_object(BUCKET, f"fleet/{other}/intruder", io.BytesIO(b"x"), 1)
 
 
+def databases_on(server: str) -> set[str]:
+    """The databases one of the fleet's SQL Servers lists (mssql, the source,
+    or mssql-restore), asked as GoBackup's all_databases asks."""
+    secrets = vault_vars(SCENARIO / "inventory" / "group_vars" / "all" / "vault.yml")
+    container = docker.from_env().containers.get(f"{GROUP_VARS['fleet_network']}-{server}")
+    query = "SET NOCOUNT ON; SELECT name FROM sys.databases WHERE name NOT IN ('master', 'tempdb', 'model', 'msdb')"
+    result = container.exec_run(
+        ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-Q", query, "-h-1", "-W"],
+        environment={"SQLCMDPASSWORD": secrets["vault_mssql_sa_password"]},
+    )
+    assert result.exit_code == 0, result.output.decode(errors="replace")
+    return {line.strip() for line in result.output.decode().splitlines() if line.strip()}
+
+
 def test_restore_and_drill_one_host_with_limit() -> None:
+    source_before = databases_on("mssql")
     result = playbook(
         "restore.yml",
         "--limit",
@@ -186,9 +201,13 @@ def test_restore_and_drill_one_host_with_limit() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert set(recap(result.stdout)) - {"localhost"} == {"backup-2"}
+    restored = databases_on("mssql-restore")
+    assert "InventoryRestored" in restored, "the restore went to the restore server"
     drill = playbook("restore.yml", "--limit", "backup-3", "-e", "restore_drill=true", "-e", "restore_model=sales")
     assert drill.returncode == 0, drill.stdout[-3000:]
     assert set(recap(drill.stdout)) - {"localhost"} == {"backup-3"}
+    assert databases_on("mssql-restore") == restored, "the drill dropped what it imported"
+    assert databases_on("mssql") == source_before, "neither the restore nor the drill touched the source server"
 
 
 def test_an_unchanged_image_is_not_shipped_again() -> None:
