@@ -35,6 +35,7 @@ IMAGE = "sqlserver-backup:1.0.0"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
 MINIO_PORT = 29000
 SA_PASSWORD = "#&*!%@[{Sa0123x"
+RESTORE_PASSWORD = "Restore-Only-Passw0rd"
 PASSPHRASE, WRONG_PASSPHRASE = "Vaulted encryption passphrase #1", "Not-the-passphrase-2"
 BUCKET = "sqlserver-backups"
 BACKUP_ACCESS_KEY = "sqlserver-backup"  # the dev inventory's backup_config_minio_access_key
@@ -43,6 +44,7 @@ E2E_VARS = {
     # Starts with '#' and holds characters YAML would take apart unquoted: it
     # must reach sqlpackage unchanged through .env and gobackup.yml.
     "dev_mssql_sa_password": SA_PASSWORD,
+    "dev_mssql_restore_sa_password": RESTORE_PASSWORD,
     # The dev inventory's models on a schedule that does not come round while
     # the suite runs: only the tests start runs (the scheduler's own tests
     # deploy a schedule of theirs).
@@ -82,6 +84,7 @@ def secret(name: str) -> str:
 def secrets() -> list[str]:
     return [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()] + [
         SA_PASSWORD,
+        RESTORE_PASSWORD,
         PASSPHRASE,
         WRONG_PASSPHRASE,
     ]
@@ -113,7 +116,7 @@ def sql(client: docker.DockerClient, query: str, database: str = "master", serve
     result = client.containers.get(server).exec_run(
         # Rows only, as the real sqlcmd prints them with these options.
         [*SQLCMD, "-d", database, "-Q", f"SET NOCOUNT ON; {query}"],
-        environment={"SQLCMDPASSWORD": SA_PASSWORD},
+        environment={"SQLCMDPASSWORD": RESTORE_PASSWORD if server == RESTORE_SERVER else SA_PASSWORD},
     )
     assert result.exit_code == 0, result.output.decode()
     return result.output.decode().splitlines()

@@ -41,7 +41,7 @@ from conftest import (
 from minio import Minio
 
 MINIO_PORT, METRICS_PORT = 29300, 29851
-SA_PASSWORD = "Proof-Sa-Passw0rd1"
+SA_PASSWORD, RESTORE_PASSWORD = "Proof-Sa-Passw0rd1", "Proof-Restore-Passw0rd1"
 BUCKET = "sqlserver-backups"
 # On a schedule that does not come round while the suite runs: only the tests start runs.
 BACKUP_SCHEDULE = "0 3 1 7 *"
@@ -59,6 +59,7 @@ MODELS = [
 STACK_VARS = {
     **dev_stack_vars("proof", mssql_port=22433, minio_port=MINIO_PORT),
     "dev_mssql_sa_password": SA_PASSWORD,
+    "dev_mssql_restore_sa_password": RESTORE_PASSWORD,
     "backup_config_databases": MODELS,
     # Drills and coverage only when a test asks for them.
     "backup_config_drill_schedule": "0 4 1 8 *",
@@ -147,7 +148,8 @@ def run(client: docker.DockerClient, *argv: str) -> tuple[int, str]:
 
 def sql(client: docker.DockerClient, server: str, query: str, database: str = "master") -> list[str]:
     result = client.containers.get(server).exec_run(
-        [*SQLCMD, "-d", database, "-Q", f"SET NOCOUNT ON; {query}"], environment={"SQLCMDPASSWORD": SA_PASSWORD}
+        [*SQLCMD, "-d", database, "-Q", f"SET NOCOUNT ON; {query}"],
+        environment={"SQLCMDPASSWORD": RESTORE_PASSWORD if server == RESTORE_SERVER else SA_PASSWORD},
     )
     assert result.exit_code == 0, result.output.decode()
     return result.output.decode().split()
