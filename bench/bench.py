@@ -652,6 +652,8 @@ class Bench:
                     "trust_server_certificate": True,
                 }
             ],
+            # Never reached: the benchmark restores nothing, but every model needs one.
+            "backup_config_restore_host": "bench-restore",
             "backup_config_minio_endpoint": f"http://{FLEET_MINIO_ADDRESS}:9000",
             "backup_config_minio_bucket": "bench",
             "backup_config_minio_access_key": f"bench-{secrets.token_hex(4)}",

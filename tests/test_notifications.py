@@ -158,6 +158,8 @@ def render(tmp_path: Path, **settings) -> tuple[Path, str]:
             {"name": "alerts", "database": "NotifyDemo", "host": "mssql", "password": SA_PASSWORD}
         ],
         "backup_config_mssql_trust_server_certificate": True,
+        # Restores are not what these tests are about; a server that is not the source.
+        "backup_config_restore_host": "mssql-restore",
         "backup_config_minio_endpoint": "http://minio:9000",
         "backup_config_minio_bucket": "notify",
         "backup_config_minio_access_key": MINIO_USER,
