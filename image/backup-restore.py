@@ -761,12 +761,12 @@ def restore(arguments: argparse.Namespace) -> int:
     target = arguments.target_database
     if target and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", target):
         raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.- (100 at most)")
+    name = choose_archive(storage, arguments)
     if target and not arguments.drill and server.exists(target) and not arguments.replace:
         raise RestoreError(
             f"database {target} already exists on {server.server}; pass --replace to swap it for the restored one"
             " (the old one is kept as <name>_replaced_<time>)"
         )
-    name = choose_archive(storage, arguments)
 
     workdir = work_directory(document, "drill" if arguments.drill else "restore")
     try:
@@ -854,6 +854,7 @@ def drill(
             server.import_package(package, scratch)
             seconds = time.monotonic() - started
             server.check(scratch)
+            print(f"restore: DBCC CHECKDB of {scratch} found no errors", flush=True)
             counts = server.row_counts(scratch, package_tables(package))
             results[package.stem] = {
                 "result": "pass",

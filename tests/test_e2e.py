@@ -45,6 +45,8 @@ E2E_VARS = {
     # must reach sqlpackage unchanged through .env and gobackup.yml.
     "dev_mssql_sa_password": SA_PASSWORD,
     "dev_mssql_restore_sa_password": RESTORE_PASSWORD,
+    # Drills run when the tests start them (test_restore_proof has scheduled ones).
+    "backup_config_drill_schedule": "",
     # The dev inventory's models on a schedule that does not come round while
     # the suite runs: only the tests start runs (the scheduler's own tests
     # deploy a schedule of theirs).
@@ -574,6 +576,7 @@ def test_each_hosts_key_reaches_only_its_own_prefix(stack, tmp_path) -> None:
                 "backup_config_minio_bucket": "isolation-test",
                 "backup_config_minio_path_prefix": "fleet",
                 "backup_config_databases": [{"name": "db", "database": "Db", "host": "sql", "password": "Pw-0123x"}],
+                "backup_config_restore_host": "sql-restore",
                 "vault_minio_root_user": "minio-admin",
                 "vault_minio_root_password": secret("minio_root_password"),
             },

@@ -64,6 +64,7 @@ def setup(tmp_path: Path, *arguments: str, bucket: str = BUCKET, **settings) -> 
                     "backup_config_databases": [
                         {"name": "sales", "database": "SalesDemo", "host": "sql", "password": "Pw-0123x"}
                     ],
+                    "backup_config_restore_host": "sql-restore",
                     "vault_minio_root_user": ROOT_USER,
                     "vault_minio_root_password": ROOT_PASSWORD,
                     **SETTINGS,
