@@ -57,8 +57,6 @@ import backupcfg
 HERE = Path(__file__).resolve().parent
 POLL_SECONDS = 5.0
 STATE_FILE = "metrics-state.json"
-DRILLS_STATE = "drills.json"  # backup-restore --drill's
-COVERAGE_STATE = "coverage.json"  # backup-coverage's
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SAMPLE = re.compile(r"^(gobackup_[a-zA-Z0-9_]*)(?:\{(.*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -307,9 +305,9 @@ class Exporter:
     def proof_lines(self) -> list[str]:
         """The drill and coverage families, from drills.json and coverage.json
         as they are now (backup-restore --drill and backup-coverage write them)."""
-        drills = backupcfg.read_state(DRILLS_STATE).get("models")
+        drills = backupcfg.read_state(backupcfg.DRILLS_STATE).get("models")
         drills = drills if isinstance(drills, dict) else {}
-        coverage = backupcfg.read_state(COVERAGE_STATE)
+        coverage = backupcfg.read_state(backupcfg.COVERAGE_STATE)
         covered = coverage.get("covered") if isinstance(coverage.get("covered"), dict) else {}
         per_database: dict[tuple[str, str], Mapping[str, Any]] = {}
         # Every database a model is known to back up has a series, proven or

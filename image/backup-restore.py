@@ -892,7 +892,6 @@ def drill(
     return 0
 
 
-DRILLS_STATE = "drills.json"
 DRILL_LOCK = "drill.lock"
 
 
@@ -911,7 +910,7 @@ def one_drill_at_a_time() -> Iterator[None]:
 
 
 def previous_drills(model: str) -> dict[str, Any]:
-    return (backupcfg.read_state(DRILLS_STATE).get("models") or {}).get(model) or {}
+    return (backupcfg.read_state(backupcfg.DRILLS_STATE).get("models") or {}).get(model) or {}
 
 
 def record_drills(
@@ -919,7 +918,7 @@ def record_drills(
 ) -> None:
     """drills.json: per model and database, the last drill and the last proof
     (a failed drill keeps when the database was last proven restorable)."""
-    state = backupcfg.read_state(DRILLS_STATE)
+    state = backupcfg.read_state(backupcfg.DRILLS_STATE)
     records = state.setdefault("models", {}).setdefault(model, {})
     now = time.time()
     for database, result in results.items():
@@ -944,7 +943,7 @@ def record_drills(
                 rows=result["rows"],
                 row_counts=result["row_counts"],
             )
-    backupcfg.write_state(DRILLS_STATE, state)
+    backupcfg.write_state(backupcfg.DRILLS_STATE, state)
 
 
 def verify_main(argv: list[str] | None) -> int:

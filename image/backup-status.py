@@ -56,8 +56,6 @@ sys.path.insert(0, "/usr/local/lib/gobackup-image")
 import backupcfg
 
 HERE = Path(__file__).resolve().parent
-DRILLS_STATE = "drills.json"
-COVERAGE_STATE = "coverage.json"
 LIST_QUERY = "SELECT name FROM sys.databases WHERE database_id > 4 AND source_database_id IS NULL"
 SYSTEM_DATABASES = {"master", "tempdb", "model", "msdb"}
 # What `backup-restore --replace` leaves on a server, and makes during a swap.
@@ -200,10 +198,10 @@ def coverage_main(arguments: argparse.Namespace) -> int:
     result = check_coverage(
         backupcfg.source_servers(document),
         [str(name) for name in options.get("ignore") or []],
-        backupcfg.read_state(COVERAGE_STATE),
+        backupcfg.read_state(backupcfg.COVERAGE_STATE),
         time.time(),
     )
-    backupcfg.write_state(COVERAGE_STATE, result)
+    backupcfg.write_state(backupcfg.COVERAGE_STATE, result)
     lines, status = coverage_lines(result)
     print(json.dumps(result, indent=1) if arguments.json else "\n".join(lines), flush=True)
     return status
@@ -399,9 +397,10 @@ def status_main(arguments: argparse.Namespace) -> int:
     except backupcfg.ConfigError as error:
         print(f"STATUS ERROR {'; '.join(error.reasons)}")
         return 2
-    coverage = backupcfg.read_state(COVERAGE_STATE)
+    coverage = backupcfg.read_state(backupcfg.COVERAGE_STATE)
     now = time.time()
-    rows = status_rows(document, settings, backupcfg.read_state(DRILLS_STATE), coverage, now, config.stat().st_mtime)
+    drills = backupcfg.read_state(backupcfg.DRILLS_STATE)
+    rows = status_rows(document, settings, drills, coverage, now, config.stat().st_mtime)
     host = arguments.host or os.environ.get("BACKUP_HOST") or socket.gethostname()
     if arguments.json:
         report = {"host": host, "checked_at": now, "coverage_checked_at": coverage.get("checked_at"), "rows": rows}

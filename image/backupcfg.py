@@ -1567,6 +1567,11 @@ def restore_config_problems(
 
 # --- State kept by the tools in the state volume ----------------------------------
 
+# What the drills (backup-restore --drill) and the coverage checks
+# (backup-coverage) record; backup-status and backup-metrics read them.
+DRILLS_STATE = "drills.json"
+COVERAGE_STATE = "coverage.json"
+
 
 def read_state(name: str) -> dict[str, Any]:
     """A JSON state file of STATE_DIR ({} when absent or unreadable)."""
