@@ -57,24 +57,19 @@ def standin_bin() -> Path:
 @pytest.fixture
 def entrypoint_env(tmp_path: Path, standin_bin: Path) -> dict[str, str]:
     """Environment that runs image/docker-entrypoint.sh on this machine with the
-    image's paths redirected into tmp_path and the stand-ins on PATH."""
+    image's paths redirected into tmp_path, the stand-ins on PATH and then the
+    venv's console scripts (backup-config, the backup-supervisor it execs)."""
     (tmp_path / "home").mkdir()
     return {
         "PATH": f"{standin_bin}:{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
         "GOBACKUP_CONFIG": str(tmp_path / "etc" / "gobackup.yml"),
         "GOBACKUP_TEMPLATE": str(REPO / "image" / "gobackup.yml.template"),
-        "BACKUPCFG": str(REPO / "image" / "backupcfg.py"),
         # The clean-up of interrupted uploads talks to MinIO: test_e2e runs it
         # in the image; here, with no MinIO, it is left out.
         "BACKUP_CLEANUP": "true",
-        # Drills and coverage need SQL Server and MinIO: test_proof_programs
-        # runs the scheduler on its own.
-        "PROOF_SCHEDULER": str(REPO / "image" / "backup-proof-scheduler.py"),
         "TMPDIR": str(tmp_path / "work"),
         "SKIP_HEALTH_CHECK": "true",
-        # The image's scripts import backupcfg from image/: no __pycache__ there.
-        "PYTHONDONTWRITEBYTECODE": "1",
     }
 
 

@@ -1,250 +1,25 @@
-"""image/backupcfg.py: its reading of a config must match GoBackup's (Go's
-os.Expand, checked against the real Go function), and its rules must stop the
-mistakes GoBackup makes silently."""
+"""The configuration checks (gobackup_config, gobackup_rules, config_yaml,
+gobackup_env, temp_paths, cli): they read a config as GoBackup v3.1.1 will,
+through the Go-behaviour ports (each tested against Go in its own
+tests/test_go_*.py), and stop the mistakes GoBackup makes silently. Run
+through the `backup-config` console script and the roles' Ansible filter."""
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "image"))
-import backupcfg
-
-EXPANSION_CASES = [
-    "plain text",
-    "${A} and $A",
-    "${A:-fallback}",
-    "$",
-    "trailing $",
-    "$$ and $1 and $@x",
-    "${} eaten",
-    "${unterminated",
-    "$A_B-c",
-    "${A}${B}",
-    "p@ss:w0rd#1",
-    "a$Bc d",
-]
-
-
-@pytest.mark.parametrize("text", EXPANSION_CASES)
-def test_expansion_matches_go(standin_bin: Path, text: str) -> None:
-    environment = {"A": "alpha", "B": "beta", "A_B": "ab", "Bc": "bc"}
-    result = subprocess.run(
-        [str(standin_bin / "goexpand"), text], env=environment, capture_output=True, text=True, check=True
-    )
-    assert backupcfg.go_expand(text, lambda name: environment.get(name, "")) == json.loads(result.stdout)[0]
-
-
-# Expressions for schedule.cron, valid and not, compared with robfig/cron v3
-# called the way gocron v1.18.0 calls it (tests/standins/cmd/cronref).
-CRON_CORPUS = [
-    "0 2 * * *",
-    "*/15 * * * *",
-    "30 1 * * 1-5",
-    "0 0 1 * *",
-    "0 0 1 1 *",
-    "5 4 * * sun",
-    "0 22 * * MON-fri",
-    "0 3 * jan,JUL *",
-    "0 3 1 Feb *",
-    "0 6 * * Sat,sun",
-    "0 12 ? * *",
-    "0 12 * * ?",
-    "0 12 ? ? ?",
-    "*/0 * * * *",
-    "0 0 * * 7",
-    "0 0 * * 0-7",
-    "0 0 * * 6",
-    "5-3 * * * *",
-    "0 0 L * *",
-    "0 0 * * 1#2",
-    "0 0 * * 5L",
-    "0 0 15W * *",
-    "",
-    " ",
-    "0 2 * * * *",
-    "0 0 2 * * *",
-    "0 2 * *",
-    "0 2 * * * * *",
-    "60 * * * *",
-    "0 24 * * *",
-    "0 0 0 * *",
-    "0 0 32 * *",
-    "0 0 * 0 *",
-    "0 0 * 13 *",
-    "-1 * * * *",
-    "+5 * * * *",
-    "05 02 * * *",
-    "0 2 * * 1,3,5",
-    "0 2 1,15 * *",
-    "0 2 1-7 * 1",
-    "0 2 * * 1",
-    "0 2 13 * 5",
-    "0 2 */1 * 1",
-    "0 2 1-31 * 1",
-    "0 2 * * */1",
-    "0 2 * * 1/2",
-    "5/10 * * * *",
-    "0-59/20 * * * *",
-    "*/7 */5 * * *",
-    "1,,2 * * * *",
-    "0 , * * *",
-    "*-5 * * * *",
-    "?/30 * * * *",
-    "1-2-3 * * * *",
-    "1/2/3 * * * *",
-    "0 2 * * mon-sun",
-    "0 2 * * sun-sat",
-    "0 2 * * sat-sun",
-    "0 2 * * monday",
-    "0 2 * dec-jan *",
-    "0 2 * january *",
-    "0 2 31 2 *",
-    "0 2 30 2 *",
-    "0 2 29 2 *",
-    "0 2 31 * *",
-    "30 2 * * *",
-    "30 1 * * *",
-    "0 3 * * *",
-    "* * * * *",
-    "0 0 * * *",
-    "0\t2 * *\t*",
-    "  0 2 * * *  ",
-    "0 2 * * *\t",
-    "a * * * *",
-    "0x10 * * * *",
-    "1.5 * * * *",
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-    "@Daily",
-    "@reboot",
-    "@every 1h",
-    "@every 90s",
-    "@every 1day",
-    "@every 1h30m",
-    "@every 1.5h",
-    "@every 500ms",
-    "@every 0",
-    "@every -1h",
-    "@every",
-    "@every ",
-    "@every  1h",
-    "@every 1H",
-    "@every 2h ",
-    "@every 1\u00b5s",
-    "@every 10000000000h",
-    "TZ=UTC 0 2 * * *",
-    "CRON_TZ=UTC 0 2 * * *",
-    "TZ=Europe/Berlin 0 2 * * *",
-    "CRON_TZ=America/New_York 30 2 * * *",
-    "TZ=Australia/Lord_Howe 15 2 * * *",
-    "TZ=Local 0 2 * * *",
-    "TZ= 0 2 * * *",
-    "TZ=UTC",
-    "TZ=UTC @daily",
-    "CRON_TZ=Asia/Tokyo @every 1h",
-    "TZ=Mars/Olympus 0 2 * * *",
-    "TZ=../etc/passwd 0 2 * * *",
-    "TZ=/etc/localtime 0 2 * * *",
-    "TZ=Europe 0 2 * * *",
-    "tz=UTC 0 2 * * *",
-    " TZ=UTC 0 2 * * *",
-    "TZ=UTC  0 2 * * *",
-    "CRON_TZ=Local @hourly",
-]
-CRON_STARTS = ["2026-03-28T21:17:42.5Z", "2026-10-24T23:59:59Z", "2027-12-31T23:00:00Z"]
-CRON_ZONES = ["Europe/Berlin", "UTC", "America/New_York", "Australia/Lord_Howe"]
-
-
-@pytest.fixture(scope="session")
-def cronref(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """robfig/cron v3 as gocron calls it, built from tests/standins/cmd/cronref."""
-    binary = tmp_path_factory.mktemp("cronref") / "cronref"
-    subprocess.run(
-        ["go", "build", "-o", str(binary), "./cmd/cronref"],
-        cwd=REPO / "tests" / "standins",
-        env={**os.environ, "CGO_ENABLED": "0"},
-        check=True,
-        capture_output=True,
-    )
-    return binary
-
-
-def python_cron(expression: str, start: datetime.datetime, count: int = 5) -> dict:
-    try:
-        schedule = backupcfg.parse_cron(expression)
-    except backupcfg.CronError:
-        return {"expr": expression, "ok": False, "next": []}
-    times, at = [], start
-    for _ in range(count):
-        at = schedule.next(at)
-        if at is None:
-            break
-        times.append(at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return {"expr": expression, "ok": True, "next": times}
-
-
-@pytest.mark.parametrize("zone", CRON_ZONES)
-@pytest.mark.parametrize("start", CRON_STARTS)
-def test_cron_matches_robfig(cronref: Path, zone: str, start: str) -> None:
-    assert len(CRON_CORPUS) >= 100
-    result = subprocess.run(
-        [str(cronref), "-start", start, "-n", "5"],
-        input="".join(f"{expression}\n" for expression in CRON_CORPUS),
-        env={"TZ": zone},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    expected = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [entry["expr"] for entry in expected] == CRON_CORPUS
-    begin = datetime.datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
-    mismatches = [
-        (entry, ours)
-        for entry in expected
-        if (ours := python_cron(entry["expr"], begin)) != {key: entry[key] for key in ("expr", "ok", "next")}
-    ]
-    assert not mismatches
-    accepted = {entry["expr"] for entry in expected if entry["ok"]}
-    # The corpus exercises both sides, including names, '?', descriptors and zones.
-    assert {"0 22 * * MON-fri", "0 12 ? * *", "@every 90s", "TZ=Europe/Berlin 0 2 * * *"} <= accepted
-    assert not {"*/0 * * * *", "0 0 * * 7", "5-3 * * * *", "@every 1day", "0 2 * * * *", "", "TZ=UTC"} & accepted
-
-
-@pytest.mark.parametrize(
-    ("text", "nanoseconds"),
-    [
-        ("1h", 3_600_000_000_000),
-        ("1h30m", 5_400_000_000_000),
-        ("1.5s", 1_500_000_000),
-        ("-2m", -120_000_000_000),
-        ("0", 0),
-        ("+0.5ms", 500_000),
-        (".5h", 1_800_000_000_000),
-        ("1\u03bcs", 1_000),
-    ],
-)
-def test_go_durations(text: str, nanoseconds: int) -> None:
-    assert backupcfg.go_parse_duration(text) == nanoseconds
-
-
-@pytest.mark.parametrize("text", ["", "1day", "1", "h", ".h", "1h ", " 1h", "1H", "9999999999999999999ns", "+", "1.h."])
-def test_go_durations_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="time:"):
-        backupcfg.go_parse_duration(text)
+import yaml
+from conftest import REPO, VENV_BIN
+from sqlserver_backup import gobackup_env
+from sqlserver_backup.config_errors import ConfigError
+from sqlserver_backup.gobackup_config import endpoints, gobackup_config_problems, load
+from sqlserver_backup.gobackup_env import SECRET_VARIABLES, resolve_file_env
+from sqlserver_backup.notify_settings import NOTIFY_PLAIN_SETTINGS, redact, secret_values
 
 
 def write_config(tmp_path: Path, text: str, dotenv: str = "") -> Path:
@@ -281,8 +56,8 @@ models:
 
 def reasons_for(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
     try:
-        backupcfg.load(write_config(tmp_path, text), environ if environ is not None else {"SALES_PASSWORD": "S3cret"})
-    except backupcfg.ConfigError as error:
+        load(write_config(tmp_path, text), environ if environ is not None else {"SALES_PASSWORD": "S3cret"})
+    except ConfigError as error:
         return error.reasons
     return []
 
@@ -293,13 +68,13 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
 
 def test_dotenv_beside_the_config_supplies_secrets(tmp_path: Path) -> None:
     config = write_config(tmp_path, VALID, dotenv="SALES_PASSWORD='Fr0mDotenv'\n")
-    document, _ = backupcfg.load(config, {})
+    document, _ = load(config, {})
     assert document["models"]["sales"]["databases"]["sales"]["password"] == "Fr0mDotenv"
 
 
 def test_the_environment_wins_over_dotenv(tmp_path: Path) -> None:
     config = write_config(tmp_path, VALID, dotenv="SALES_PASSWORD=fromfile\n")
-    document, _ = backupcfg.load(config, {"SALES_PASSWORD": "fromenv"})
+    document, _ = load(config, {"SALES_PASSWORD": "fromenv"})
     assert document["models"]["sales"]["databases"]["sales"]["password"] == "fromenv"
 
 
@@ -440,7 +215,7 @@ def test_hostile_passwords_pass_when_quoted(tmp_path: Path, password: str) -> No
     if "'" not in password:
         text = VALID.replace("${SALES_PASSWORD}", "'${SALES_PASSWORD}'")
     config = write_config(tmp_path, text, dotenv=f"SALES_PASSWORD='{password}'\n")
-    document, _ = backupcfg.load(config, {})
+    document, _ = load(config, {})
     assert document["models"]["sales"]["databases"]["sales"]["password"] == password
 
 
@@ -488,49 +263,16 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_endpoints_lists_sql_servers_and_storages(tmp_path: Path) -> None:
-    document, _ = backupcfg.load(write_config(tmp_path, VALID), {"SALES_PASSWORD": "x"})
-    assert list(backupcfg.endpoints(document)) == [
+    document, _ = load(write_config(tmp_path, VALID), {"SALES_PASSWORD": "x"})
+    assert list(endpoints(document)) == [
         ("SQL Server sales", "sales", "sql1", 1433),
         ("storage minio (backups)", "sales", "minio", 9000),
     ]
 
 
-# What godotenv v1.4.0's Parse returned for these lines (checked against the
-# module itself; GoBackup loads .env with it).
-DOTENV_CASES = [
-    ("K='a#b'\n", {"K": "a#b"}),
-    ("K=a#b\n", {"K": "a"}),
-    ("K=a #b\n", {"K": "a"}),
-    ('K="a\\nb"\n', {"K": "a\nb"}),
-    ('K="a\\"b"\n', {"K": 'a"b'}),
-    ("export K=v\n", {"K": "v"}),
-    ("K: v\n", {"K": "v"}),
-    ("K='$OTHER'\n", {"K": "$OTHER"}),
-    ("OTHER=x\nK=${OTHER}y\n", {"K": "xy", "OTHER": "x"}),
-    ('K="$OTHER"\n', {"K": ""}),
-    ("K=\\$X\n", {"K": "$X"}),
-    ("K='it's'\n", {"K": "it's"}),
-    ("K='a\"#b'\n", {"K": 'a"#b'}),
-    ("  K  =  v  \n", {"K": "v"}),
-    ("K='\n", {"K": "'"}),
-    ("K='a\\nb'\n", {"K": "a\\nb"}),
-    ("K=a'b#c'\n", {"K": "a'b#c'"}),
-    ("K=v\r\n", {"K": "v"}),
-    ("K='a'b'#c'\n", {"K": "a'b'#c"}),
-    ("K=\t'v'\n", {"K": "\t'v'"}),
-    ("K=$lower\n", {"K": "$lower"}),
-    ('K="#x" # c\n', {"K": "#x"}),
-]
-
-
-@pytest.mark.parametrize(("text", "values"), DOTENV_CASES)
-def test_dotenv_reads_like_godotenv(text: str, values: dict[str, str]) -> None:
-    assert backupcfg.parse_dotenv_text(text) == values
-
-
-def run_backupcfg(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_backup_config(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO / "image" / "backupcfg.py"), *arguments],
+        [str(VENV_BIN / "backup-config"), *arguments],
         capture_output=True,
         text=True,
         check=False,
@@ -538,26 +280,46 @@ def run_backupcfg(*arguments: str, env: dict[str, str] | None = None) -> subproc
     )
 
 
-def test_secret_variables_are_listed_once() -> None:
-    result = run_backupcfg("secret-variables")
-    assert result.returncode == 0
-    assert result.stdout.split() == [
-        "MSSQL_PASSWORD",
-        "MINIO_ACCESS_KEY",
-        "MINIO_SECRET_KEY",
-        "RESTORE_MSSQL_PASSWORD",
-        "NOTIFY_WEBHOOK_URL",
-        "NOTIFY_WEBHOOK_HEADERS",
-        "NOTIFY_SLACK_URL",
-        "NOTIFY_SMTP_USERNAME",
-        "NOTIFY_SMTP_PASSWORD",
-    ]
+def test_secret_variables_prints_the_one_list() -> None:
+    result = run_backup_config("secret-variables")
+    assert (result.returncode, result.stdout) == (0, "".join(f"{name}\n" for name in SECRET_VARIABLES))
+    assert len(set(SECRET_VARIABLES)) == len(SECRET_VARIABLES)
+
+
+def role_env_names() -> tuple[set[str], set[str]]:
+    """(fixed names, relay settings) the backup_config role writes to .env:
+    the names in the literal `{'NAME': backup_config_...}` of its
+    _backup_config_env and the keys of _backup_config_notify_sources."""
+    role = yaml.safe_load((REPO / "roles" / "backup_config" / "vars" / "main.yml").read_text())
+    fixed = set(re.findall(r"'([A-Z][A-Z0-9_]*)': backup_config_", role["_backup_config_env"]))
+    return fixed, set(role["_backup_config_notify_sources"])
+
+
+def test_the_secrets_the_role_and_the_template_write_are_in_the_list() -> None:
+    """What the roles write to .env, and what the bundled template references
+    inside single quotes (its secrets), is either a secret variable or a
+    relay setting that is not secret: the list misses none of them."""
+    fixed, relay_settings = role_env_names()
+    template = (REPO / "image" / "gobackup.yml.template").read_text()
+    quoted = set(re.findall(r"'\$\{([A-Z][A-Z0-9_]*)\}'", template))
+    assert fixed
+    assert quoted
+    assert fixed | quoted <= set(SECRET_VARIABLES)
+    assert relay_settings == {name for name in SECRET_VARIABLES if name.startswith("NOTIFY_")} | set(
+        NOTIFY_PLAIN_SETTINGS
+    )
+    assert not set(NOTIFY_PLAIN_SETTINGS) & set(SECRET_VARIABLES)
+
+
+@pytest.mark.parametrize("name", SECRET_VARIABLES)
+def test_every_secret_variable_is_kept_out_of_notifications(name: str) -> None:
+    assert redact(f"failed with {name}'s value", secret_values({name: "value"})) == f"failed with {name}'s [redacted]"
 
 
 def test_only_secret_variables_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("Fr0mFile\n")
     (tmp_path / "ca.pem").write_text("certificate\n")
-    resolved = backupcfg.resolve_file_env(
+    resolved = resolve_file_env(
         {"MSSQL_PASSWORD_FILE": str(tmp_path / "secret"), "SSL_CERT_FILE": str(tmp_path / "ca.pem")}
     )
     assert resolved["MSSQL_PASSWORD"] == "Fr0mFile"
@@ -575,12 +337,12 @@ def workdir_config(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_workdir_is_printed(workdir_config: tuple[Path, Path]) -> None:
     config, work = workdir_config
-    result = run_backupcfg("workdir", str(config))
+    result = run_backup_config("workdir", str(config))
     assert (result.returncode, result.stdout) == (0, f"{work}\n")
 
 
 def test_workdir_unset_is_an_error(tmp_path: Path) -> None:
-    result = run_backupcfg("workdir", str(write_config(tmp_path, VALID.replace("workdir: /tmp/gobackup\n", ""))))
+    result = run_backup_config("workdir", str(write_config(tmp_path, VALID.replace("workdir: /tmp/gobackup\n", ""))))
     assert result.returncode == 1
     assert "workdir is not set" in result.stderr
     assert result.stdout == ""
@@ -588,17 +350,17 @@ def test_workdir_unset_is_an_error(tmp_path: Path) -> None:
 
 def test_running_jobs_and_clean_temp(workdir_config: tuple[Path, Path]) -> None:
     config, work = workdir_config
-    assert run_backupcfg("running-jobs", str(config)).stdout == ""
+    assert run_backup_config("running-jobs", str(config)).stdout == ""
     (work / "1764000000000000001" / "sales" / "mssql" / "sales").mkdir(parents=True)
     (work / "1764000000000000002" / "hr").mkdir(parents=True)
-    result = run_backupcfg("running-jobs", str(config))
+    result = run_backup_config("running-jobs", str(config))
     assert (result.returncode, result.stdout) == (0, "sales\nhr\n")
-    result = run_backupcfg("clean-temp", str(config))
+    result = run_backup_config("clean-temp", str(config))
     assert result.returncode == 0
     assert result.stdout == f"{work / '1764000000000000001'}\tsales\n{work / '1764000000000000002'}\thr\n"
     assert sorted(entry.name for entry in work.iterdir()) == ["12ab", "local", "notes"]
     assert (work / "local" / "sales").is_dir()
-    assert run_backupcfg("clean-temp", str(config)).stdout == ""
+    assert run_backup_config("clean-temp", str(config)).stdout == ""
 
 
 CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIBextra\n-----END CERTIFICATE-----\n"
@@ -612,15 +374,15 @@ def test_ca_bundle_appends_extra_certificates(tmp_path: Path, monkeypatch: pytes
         "SSL_CERT_FILE": str(tmp_path / "base.crt"),
         "EXTRA_CA_CERTS": str(tmp_path / "extra.pem"),
     }
-    result = run_backupcfg("ca-bundle", env=env)
+    result = run_backup_config("ca-bundle", env=env)
     output = tmp_path / "state" / "ca-certificates.crt"
     assert (result.returncode, result.stdout) == (0, f"{output}\n")
     assert output.read_text() == "base bundle\n" + CERTIFICATE
     # Again with SSL_CERT_FILE already pointing at the output (a docker exec
     # in the running container): the base is the system bundle, not the output.
     (tmp_path / "system.crt").write_text("system bundle\n")
-    monkeypatch.setattr(backupcfg, "DEFAULT_CA_BUNDLE", tmp_path / "system.crt")
-    again = backupcfg.environment_with_ca({**env, "SSL_CERT_FILE": str(output), "OTHER": "kept"})
+    monkeypatch.setattr(gobackup_env, "DEFAULT_CA_BUNDLE", tmp_path / "system.crt")
+    again = gobackup_env.environment_with_ca({**env, "SSL_CERT_FILE": str(output), "OTHER": "kept"})
     assert again == {**env, "SSL_CERT_FILE": str(output), "OTHER": "kept"}
     assert output.read_text() == "system bundle\n" + CERTIFICATE
 
@@ -629,7 +391,7 @@ def test_ca_bundle_appends_extra_certificates(tmp_path: Path, monkeypatch: pytes
 def test_ca_bundle_refuses_a_missing_or_empty_file(tmp_path: Path, content: str | None, exists: bool) -> None:
     if exists:
         (tmp_path / "extra.pem").write_text(content)
-    result = run_backupcfg(
+    result = run_backup_config(
         "ca-bundle", env={"GOBACKUP_STATE_DIR": str(tmp_path), "EXTRA_CA_CERTS": str(tmp_path / "extra.pem")}
     )
     assert result.returncode == 1
@@ -638,13 +400,13 @@ def test_ca_bundle_refuses_a_missing_or_empty_file(tmp_path: Path, content: str 
 
 
 def test_ca_bundle_without_extra_certificates_prints_nothing(tmp_path: Path) -> None:
-    result = run_backupcfg("ca-bundle", env={"GOBACKUP_STATE_DIR": str(tmp_path)})
+    result = run_backup_config("ca-bundle", env={"GOBACKUP_STATE_DIR": str(tmp_path)})
     assert (result.returncode, result.stdout) == (0, "")
     assert not (tmp_path / "ca-certificates.crt").exists()
 
 
 def test_filter_returns_the_checker_reasons_naming_ansible_variables() -> None:
-    problems = backupcfg.FilterModule().filters()["gobackup_config_problems"]
+    problems = gobackup_config_problems
     text = VALID.replace("${SALES_PASSWORD}", "'${MSSQL_PASSWORD_SALES}'")
     assert problems(text, {"MSSQL_PASSWORD_SALES": "#Fine-when-quoted1"}) == []
     sources = {"MSSQL_PASSWORD_SALES": "backup_config_databases[0].password (sales)"}
@@ -655,17 +417,15 @@ def test_filter_returns_the_checker_reasons_naming_ansible_variables() -> None:
 
 
 def test_ansible_loads_the_filter_through_the_role(tmp_path: Path) -> None:
-    """The role reaches the checker through filter_plugins/backupcfg.py."""
-    link = REPO / "roles" / "backup_config" / "filter_plugins" / "backupcfg.py"
-    assert link.is_symlink()
-    assert link.resolve() == (REPO / "image" / "backupcfg.py").resolve()
+    """The roles reach the checker through the collection's filter, by its full name."""
     (tmp_path / "gobackup.yml").write_text(VALID.replace("cron:", "corn:"))
     playbook = tmp_path / "playbook.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.debug:\n"
         "        msg: \"{{ lookup('ansible.builtin.file', 'gobackup.yml')"
-        " | gobackup_config_problems({'SALES_PASSWORD': 'x'}, {'SALES_PASSWORD': 'vault_x'}) }}\"\n"
+        " | sqlserver_backup.backups.gobackup_config_problems({'SALES_PASSWORD': 'x'}, {'SALES_PASSWORD': 'vault_x'})"
+        ' }}"\n'
     )
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
@@ -673,7 +433,7 @@ def test_ansible_loads_the_filter_through_the_role(tmp_path: Path) -> None:
         text=True,
         check=False,
         cwd=tmp_path,
-        env={**os.environ, "ANSIBLE_FILTER_PLUGINS": str(link.parent), "ANSIBLE_NOCOLOR": "1"},
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"), "ANSIBLE_NOCOLOR": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "schedule key 'corn' is unknown to GoBackup" in result.stdout

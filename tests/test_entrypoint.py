@@ -1,7 +1,9 @@
-"""The image's entrypoint, run for real with the stand-in gobackup: required
-variables, defaults, *_FILE secrets, run-mode selection and bad values; the
+"""The image's entrypoint, run for real with the stand-in gobackup and the
+backup-supervisor it execs: required variables, defaults, *_FILE secrets,
+run-mode selection and bad values, the same checks before any command; the
 graceful stop around a GoBackup that dies on SIGTERM, clean-up of interrupted
-runs, the start-up reachability check, the CA bundle and the log filter."""
+runs, the start-up reachability check, the CA bundle and the log filter.
+tests/test_supervisor.py tests the supervisor's logic with fake processes."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENTRYPOINT, REPO, REQUIRED_ENV, free_port
+from conftest import ENTRYPOINT, REPO, REQUIRED_ENV, VENV_BIN, free_port
 
 
 def rendered(entrypoint_env: dict[str, str]) -> dict:
@@ -157,7 +159,18 @@ class SqlServer:
         self.process, self.port = process, port
 
     def pause(self) -> None:
+        """Returns once every thread is stopped, as `docker pause` returns once
+        frozen: SIGSTOP takes effect asynchronously (0.1 s and more under load),
+        and until then the stand-in's other threads still answer."""
         self.process.send_signal(signal.SIGSTOP)
+        wait_until(self.frozen, "every thread of the SQL Server stand-in to stop", timeout=5)
+
+    def frozen(self) -> bool:
+        states = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that just ended
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in ("t", "T") for state in states)
 
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)
@@ -423,10 +436,26 @@ def test_a_mounted_config_is_used_instead_of_the_template(run_entrypoint, entryp
     assert "MSSQL_HOST is not set" not in result.stderr
 
 
-def test_arguments_run_a_command_instead(run_entrypoint) -> None:
-    result = run_entrypoint({}, args=["sqlpackage", "/Version"])
-    assert result.returncode == 0
+def test_arguments_run_a_command_instead_after_the_checks(run_entrypoint, entrypoint_env) -> None:
+    result = run_entrypoint(REQUIRED_ENV, args=["sqlpackage", "/Version"])
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "170.4.83.3"
+    active = Path(entrypoint_env["HOME"]) / "active-config"
+    assert active.read_text() == f"{Path(entrypoint_env['HOME']) / 'gobackup.yml'}\n"
+
+
+def test_a_command_does_not_run_when_the_checks_fail(run_entrypoint, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    result = run_entrypoint({}, args=["touch", str(ran)])
+    assert result.returncode == 1
+    assert "MSSQL_HOST is not set" in result.stderr
+    assert not ran.exists()
+
+
+def test_options_only_are_the_supervisors(run_entrypoint) -> None:
+    result = run_entrypoint(REQUIRED_ENV, args=["--help"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: backup-supervisor")
 
 
 def test_a_stop_waits_for_the_running_backup_while_gobackup_keeps_running(
@@ -544,25 +573,6 @@ def test_an_unusable_internal_ca_is_named(run_entrypoint, tmp_path: Path) -> Non
     assert "docker-entrypoint: error: EXTRA_CA_CERTS cannot be used" in result.stderr
 
 
-GIN_STATUS = '[GIN] 2026/11/24 - 11:28:09 | 200 |      52.1\u00b5s |       127.0.0.1 | GET      "/status"'
-GIN_METRICS = '[GIN] 2026/11/24 - 11:28:09 | 200 |    1.203811ms |       127.0.0.1 | GET      "/metrics"'
-KEPT_LINES = [
-    '[GIN] 2026/11/24 - 11:28:10 | 200 |     173.696\u00b5s |       127.0.0.1 | POST     "/api/perform"',
-    '[GIN] 2026/11/24 - 11:28:11 | 200 |      80.1\u00b5s |       127.0.0.1 | GET      "/api/config"',
-    '[GIN] 2026/11/24 - 11:28:12 | 404 |       3.2\u00b5s |       127.0.0.1 | GET      "/status"',
-    '2026/11/24 11:28:13 [Scheduler: sales] Failed to perform: GET "/status"',
-    "2026/11/24 11:28:14 [MinIO] [====------] 40.00% (? p/s)\r[MinIO] [======----] 60.00% (? p/s)",
-    "",
-]
-
-
-def test_probe_request_lines_are_dropped_and_every_other_line_kept(entrypoint_env) -> None:
-    lines = [GIN_STATUS, KEPT_LINES[0], GIN_METRICS, *KEPT_LINES[1:], GIN_STATUS]
-    result = sourced(entrypoint_env, "drop_probe_lines", stdin="\n".join(lines) + "\n")
-    assert result.returncode == 0
-    assert result.stdout.split("\n")[:-1] == KEPT_LINES
-
-
 def test_gobackups_probe_lines_stay_out_of_the_log(daemon, tmp_path: Path) -> None:
     port = free_port()
     with daemon({**REQUIRED_ENV, "GOBACKUP_WEB_PORT": str(port)}, port) as process:
@@ -598,7 +608,7 @@ def relay_pids(config: Path) -> list[int]:
         with contextlib.suppress(OSError):
             command_line = (entry / "cmdline").read_bytes().split(b"\0")
             if entry.name.isdigit() and command_line[1:3] == [
-                str(REPO / "image" / "notify-relay.py").encode(),
+                str(VENV_BIN / "notify-relay").encode(),
                 str(config).encode(),
             ]:
                 pids.append(int(entry.name))
@@ -621,7 +631,7 @@ def test_a_notification_relay_that_stops_is_started_again(daemon, entrypoint_env
     config = Path(entrypoint_env["GOBACKUP_CONFIG"])
     config.parent.mkdir()
     subprocess.run(
-        ["python3", entrypoint_env["BACKUPCFG"], "render", entrypoint_env["GOBACKUP_TEMPLATE"], str(config)],
+        [str(VENV_BIN / "backup-config"), "render", entrypoint_env["GOBACKUP_TEMPLATE"], str(config)],
         env={**os.environ, **REQUIRED_ENV, "GOBACKUP_WEB_PORT": str(port)},
         check=True,
     )
@@ -632,7 +642,6 @@ def test_a_notification_relay_that_stops_is_started_again(daemon, entrypoint_env
     config.write_text(yaml.safe_dump(document))
     environment = {
         **REQUIRED_ENV,
-        "NOTIFY_RELAY": str(REPO / "image" / "notify-relay.py"),
         "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/hook",
     }
     with daemon(environment, port) as process:
@@ -656,7 +665,7 @@ def proof_scheduler_pids(config: Path) -> list[int]:
         with contextlib.suppress(OSError):
             command_line = (entry / "cmdline").read_bytes().split(b"\0")
             if entry.name.isdigit() and command_line[1:4] == [
-                str(REPO / "image" / "backup-proof-scheduler.py").encode(),
+                str(VENV_BIN / "backup-proof-scheduler").encode(),
                 b"--config",
                 str(config).encode(),
             ]:
@@ -680,7 +689,6 @@ def test_the_proof_scheduler_runs_beside_gobackup_and_a_running_drill_ends_befor
     environment = {
         **REQUIRED_ENV,
         "GOBACKUP_WEB_PORT": str(port),
-        "PROOF_SCHEDULER": str(REPO / "image" / "backup-proof-scheduler.py"),
         "PATH": f"{bin_dir}:{entrypoint_env['PATH']}",
     }
     with daemon(environment, port) as process:

@@ -5,17 +5,10 @@ read as GoBackup's scheduler reads them, and the probe never crashes."""
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "image"))
-spec = importlib.util.spec_from_file_location("docker_healthcheck", REPO / "image" / "docker-healthcheck.py")
-healthcheck = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(healthcheck)
+from sqlserver_backup import healthcheck
 
 UTC = datetime.timezone.utc
 STORAGES = {"minio": {"type": "minio", "endpoint": "http://minio:9000", "bucket": "backups"}}
@@ -110,7 +103,7 @@ def test_every_is_due_one_interval_after_the_last_success(monkeypatch: pytest.Mo
 def test_local_time_zone_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a TZ= prefix the cron is in the container's local time (TZ)."""
     monkeypatch.setenv("BACKUP_HEALTH_GRACE", "3600")
-    berlin = healthcheck.backupcfg.local_zone({"TZ": "Europe/Berlin"})
+    berlin = healthcheck.go_time_location.local_zone({"TZ": "Europe/Berlin"})
     [problem] = healthcheck.problems(DOCUMENT, {}, STARTED, NOW, berlin)
     assert "since its run due at 2026-11-23T02:00:00+01:00" in problem
 
@@ -124,7 +117,7 @@ def active_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         config.write_text(text)
         active = tmp_path / "active-config"
         active.write_text(f"{config}\n")
-        monkeypatch.setattr(healthcheck.backupcfg, "ACTIVE_CONFIG", active)
+        monkeypatch.setattr(healthcheck.state_files, "ACTIVE_CONFIG", active)
         monkeypatch.setattr(healthcheck, "fetch", lambda url: metrics_text)
 
     monkeypatch.delenv("RUN_MODE", raising=False)

@@ -270,19 +270,15 @@ def test_the_scheduler_runs_as_the_non_root_user_in_the_given_time_zone(running)
 
 
 def test_the_proof_programs_are_in_the_image(client: docker.DockerClient, build_dir: Path) -> None:
-    script = (
-        "backup-status --help && backup-coverage --help && backup-proof-scheduler --help"
-        " && readlink /usr/local/bin/backup-coverage"
-    )
+    script = "backup-status --help && backup-coverage --help && backup-proof-scheduler --help"
     output = client.containers.run(IMAGE, entrypoint=["sh", "-c", script], remove=True).decode()
     for program in ("backup-status", "backup-coverage", "backup-proof-scheduler"):
         assert f"usage: {program} " in output
-    assert output.splitlines()[-1] == "backup-status", "backup-coverage is backup-status under another name"
 
 
 def test_the_proof_scheduler_runs_beside_the_scheduler(running) -> None:
     processes = running.exec_run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).output.decode()
-    assert "python3 /usr/local/bin/backup-proof-scheduler --config /var/lib/gobackup/gobackup.yml" in processes
+    assert "/usr/local/bin/backup-proof-scheduler --config /var/lib/gobackup/gobackup.yml" in processes
     deadline = time.monotonic() + 20
     while "backup-proof-scheduler: no drill_schedule or coverage schedule" not in running.logs().decode():
         assert time.monotonic() < deadline, running.logs().decode()

@@ -7,7 +7,6 @@ backup-restore reaches a version hidden behind a delete marker."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -28,6 +27,7 @@ from minio.minioadmin import MinioAdmin
 from minio.objectlockconfig import COMPLIANCE, DAYS, GOVERNANCE, ObjectLockConfig
 from minio.retention import Retention
 from minio.versioningconfig import SUSPENDED, VersioningConfig
+from sqlserver_backup import archives, s3
 
 ROOT = Path("/tmp/sqlserver-backup-lock")
 PORT = 31910
@@ -270,24 +270,13 @@ def test_overwriting_and_deleting_leave_the_locked_version_intact(locked, backup
     )
 
 
-def restore_tool():
-    """image/backup-restore.py, loaded as the image runs it (backupcfg beside it)."""
-    sys.path.insert(0, str(REPO / "image"))
-    spec = importlib.util.spec_from_file_location("backup_restore", REPO / "image" / "backup-restore.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_backup_restore_finds_and_downloads_the_version_behind_the_delete_marker(
     locked, backup_key, archive, tmp_path: Path
 ) -> None:
     """What restore.yml -e restore_archive=... -e restore_version_id=... runs,
     with the host's own key, up to the import (that needs SQL Server)."""
     version, data = archive
-    tool = restore_tool()
-    storage = tool.S3Storage(
+    storage = s3.S3Storage(
         endpoint=f"http://127.0.0.1:{PORT}",
         bucket=BUCKET,
         path=f"{PREFIX}/sales",
@@ -302,7 +291,7 @@ def test_backup_restore_finds_and_downloads_the_version_behind_the_delete_marker
     assert (name, version, "deleted") in versions, versions
     storage.download(name, tmp_path / name, version)
     assert (tmp_path / name).read_bytes() == data
-    packages = tool.unpack(tmp_path / name, tmp_path / "unpacked", "sales")
+    packages = archives.unpack(tmp_path / name, tmp_path / "unpacked", "sales")
     assert [package.name for package in packages] == ["SalesDemo.bacpac"]
 
 

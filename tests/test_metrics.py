@@ -1,51 +1,72 @@
-"""Prometheus metrics of the backups (image/backup-metrics.py): per model the
-last success and failure, the last duration and the size of the last archive,
-per database the restore drills and per source server the uncovered databases,
-scraped from the one port the backup container publishes, while GoBackup's
-/api/* stays unreachable from outside. Unit tests first, then one stack of its
-own (deployed by playbooks/deploy.yml with metrics on) for the rest."""
+"""Prometheus metrics of the backups (image/sqlserver_backup/metrics.py): per
+model the last success and failure, the last duration and the size of the last
+archive, per database the restore drills and per source server the uncovered
+databases, scraped from the one port the backup container publishes, while
+GoBackup's /api/* stays unreachable from outside. Unit tests first (the
+exporter, then its HTTP handler on this machine), then one stack of its own
+(deployed by playbooks/deploy.yml with metrics on) for the rest."""
 
 from __future__ import annotations
 
 import http.client
-import importlib.util
+import http.server
 import re
-import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, dev_playbook, dev_stack_vars, scratch_stack
+from conftest import dev_playbook, dev_stack_vars, scratch_stack
 from minio import Minio
-
-sys.path.insert(0, str(REPO / "image"))
-import backupcfg
-
-spec = importlib.util.spec_from_file_location("backup_metrics", REPO / "image" / "backup-metrics.py")
-metrics = sys.modules["backup_metrics"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(metrics)
+from sqlserver_backup import metrics, state_files
 
 DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
+# The Accept header of a Prometheus 2 scrape.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
 
 
 def upstream(success: float = 0, failure: float = 0, count: int = 0, total: float = 0.0) -> str:
-    """GoBackup's /metrics text for model sales."""
-    lines = ["# HELP gobackup_last_timestamp Timestamp of the last backup attempt (Unix epoch)"]
-    lines += [f'gobackup_last_timestamp{{model="sales",status="success"}} {success}'] if success else []
-    lines += [f'gobackup_last_timestamp{{model="sales",status="failure"}} {failure}'] if failure else []
+    """GoBackup's /metrics text for model sales, as client_golang writes it."""
+    lines = ["# HELP go_goroutines Number of goroutines that currently exist.", "# TYPE go_goroutines gauge"]
+    lines += ["go_goroutines 12", "# HELP gobackup_duration_seconds Duration of backup in seconds"]
+    lines += ["# TYPE gobackup_duration_seconds histogram"]
     if count:
         lines += [
+            f'gobackup_duration_seconds_bucket{{model="sales",le="+Inf"}} {count}',
             f'gobackup_duration_seconds_sum{{model="sales"}} {total}',
             f'gobackup_duration_seconds_count{{model="sales"}} {count}',
         ]
-    lines += ["go_goroutines 12", 'promhttp_metric_handler_requests_total{code="200"} 3']
+    lines += ["# HELP gobackup_last_timestamp Timestamp of the last backup attempt (Unix epoch)"]
+    lines += ["# TYPE gobackup_last_timestamp gauge"]
+    lines += [f'gobackup_last_timestamp{{model="sales",status="success"}} {success}'] if success else []
+    lines += [f'gobackup_last_timestamp{{model="sales",status="failure"}} {failure}'] if failure else []
+    lines += [
+        "# HELP gobackup_total_attempts Total number of backup attempts",
+        "# TYPE gobackup_total_attempts counter",
+    ]
+    lines += [f'gobackup_total_attempts{{model="sales",status="success"}} {count}'] if count else []
+    lines += ["# HELP promhttp_metric_handler_requests_total Total number of scrapes by HTTP status code."]
+    lines += [
+        "# TYPE promhttp_metric_handler_requests_total counter",
+        'promhttp_metric_handler_requests_total{code="200"} 3',
+    ]
     return "\n".join(lines) + "\n"
 
 
 def series(text: str) -> dict[str, float]:
-    """'name{labels}' -> value of every sample."""
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.MULTILINE)}
+    """'name{labels}' -> value of every sample (labels as the exposition writes them)."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^([^#\s]\S*) (\S+)$", text, re.MULTILINE)}
+
+
+def sales(values: dict[str, float]) -> dict[str, float]:
+    """The series of model sales alone: family name without sqlserver_backup_ -> value."""
+    found = (re.fullmatch(r'sqlserver_backup_(\w+)\{model="sales"\}', name) for name in values)
+    return {match.group(1): values[match.group(0)] for match in found if match}
 
 
 def exporter(tmp_path: Path, readings: list[str], sizes: list[int | None] | None = None):
@@ -56,7 +77,8 @@ def exporter(tmp_path: Path, readings: list[str], sizes: list[int | None] | None
     )
 
 
-def test_success_failure_duration_and_size_per_model(tmp_path: Path) -> None:
+def test_success_failure_duration_and_size_per_model(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
     source = exporter(tmp_path, [upstream(), upstream(success=1000, count=1, total=4.5)], sizes=[12345])
     source.poll()
     first = series(source.render())
@@ -64,13 +86,34 @@ def test_success_failure_duration_and_size_per_model(tmp_path: Path) -> None:
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in first
     source.poll()
     after = series(source.render())
-    assert after['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
-    assert after['sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'] == 0
-    assert after['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.5
-    assert after['sqlserver_backup_last_archive_size_bytes{model="sales"}'] == 12345
+    assert sales(after) == {
+        "last_success_timestamp_seconds": 1000,
+        "last_failure_timestamp_seconds": 0,
+        "last_duration_seconds": 4.5,
+        "last_archive_size_bytes": 12345,
+        "success_due_timestamp_seconds": 7200,  # the next run of "0 2 * * *" after the success (UTC)
+        "drill_max_age_seconds": 8 * 86400,
+        "rpo_grace_seconds": 3600,
+    }
     assert after["sqlserver_backup_scheduler_up"] == 1
-    assert 'gobackup_duration_seconds_count{model="sales"}' in after, "GoBackup's own series are passed on"
+    assert after['gobackup_duration_seconds_count{model="sales"}'] == 1, "GoBackup's own series are passed on"
+    assert after['gobackup_total_attempts{model="sales",status="success"}'] == 1
     assert "go_goroutines" not in after, "only gobackup_* series of GoBackup's"
+    assert not [name for name in after if name.startswith("promhttp_")]
+
+
+def test_gobackups_families_keep_their_names_help_and_types(tmp_path: Path) -> None:
+    source = exporter(tmp_path, [upstream(success=1000, count=2, total=5.0)])
+    source.poll()
+    text = source.render()
+    assert "# HELP gobackup_duration_seconds Duration of backup in seconds\n" in text
+    assert "# TYPE gobackup_duration_seconds histogram\n" in text
+    assert 'gobackup_duration_seconds_bucket{le="+Inf",model="sales"} 2.0\n' in text
+    assert "# HELP gobackup_total_attempts Total number of backup attempts\n" in text
+    # A counter's samples are named <family>_total in prometheus_client: this
+    # one, named without the suffix, is served untyped under its own name.
+    assert "# TYPE gobackup_total_attempts untyped\n" in text
+    assert "_total_total" not in text
 
 
 def test_the_duration_is_the_last_runs_even_across_a_gobackup_restart(tmp_path: Path) -> None:
@@ -85,24 +128,26 @@ def test_the_duration_is_the_last_runs_even_across_a_gobackup_restart(tmp_path: 
     durations = []
     for _ in range(3):
         source.poll()
-        durations.append(series(source.render())['sqlserver_backup_last_duration_seconds{model="sales"}'])
+        durations.append(sales(series(source.render()))["last_duration_seconds"])
     assert durations == [10.0, 3.0, 2.0]
-    final = series(source.render())
-    assert final['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000, "kept over the restart"
-    assert final['sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'] == 1100
+    final = sales(series(source.render()))
+    assert final["last_success_timestamp_seconds"] == 1000, "kept over the restart"
+    assert final["last_failure_timestamp_seconds"] == 1100
 
 
 def test_what_is_known_survives_the_exporter_and_gobackup(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
-    exporter(tmp_path, [upstream(success=1000, count=1, total=4.0)], sizes=[77]).poll()
-    again = exporter(tmp_path, [upstream()])
+    first = exporter(tmp_path, [upstream(success=1000, count=1, total=4.0)], sizes=[77])
+    first.poll()
+    again = exporter(tmp_path, [upstream()])  # GoBackup started over too: it knows of no run
     again.poll()
-    values = series(again.render())
-    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
-    assert values['sqlserver_backup_last_archive_size_bytes{model="sales"}'] == 77
-    assert values['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.0
+    values = sales(series(again.render()))
+    assert values == sales(series(first.render()))
+    assert values["last_success_timestamp_seconds"] == 1000
+    assert values["last_archive_size_bytes"] == 77
+    assert values["last_duration_seconds"] == 4.0
     # The next run of "0 2 * * *" after the success (UTC).
-    assert values['sqlserver_backup_success_due_timestamp_seconds{model="sales"}'] == 7200
+    assert values["success_due_timestamp_seconds"] == 7200
 
 
 def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, capsys) -> None:
@@ -123,6 +168,17 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
     assert errors.count("GoBackup's scheduler does not answer") == 1, "said once, not every few seconds"
     assert errors.count("cannot read the size of model sales's last archive") == 1
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in series(source.render())
+
+
+def test_an_unreadable_reading_is_reported_once_and_the_rest_still_served(tmp_path: Path, capsys) -> None:
+    source = exporter(tmp_path, [upstream(success=1000)] + ["gobackup_last_timestamp{model= 1\n"] * 3)
+    for _ in range(4):
+        source.poll()
+    assert capsys.readouterr().err.count("cannot parse GoBackup's /metrics") == 1
+    values = series(source.render())
+    assert values["sqlserver_backup_scheduler_up"] == 1
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert values['gobackup_last_timestamp{model="sales",status="success"}'] == 1000, "the last good reading"
 
 
 PROOF_DOCUMENT = {
@@ -153,10 +209,10 @@ PASSED = {
 
 
 def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(backupcfg, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(state_files, "STATE_DIR", tmp_path)
     failed = {**PASSED, "last_drill": 9000.0, "result": "fail", "reason": "DBCC CHECKDB failed"}
-    backupcfg.write_state("drills.json", {"models": {"sales": {"SalesDemo": PASSED}, "everything": {"HR": failed}}})
-    backupcfg.write_state(
+    state_files.write_state("drills.json", {"models": {"sales": {"SalesDemo": PASSED}, "everything": {"HR": failed}}})
+    state_files.write_state(
         "coverage.json",
         {
             "checked_at": 7000.0,
@@ -194,14 +250,14 @@ def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: P
     assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 7000
     assert values["sqlserver_backup_coverage_check_success"] == 1
 
-    backupcfg.write_state("coverage.json", {"checked_at": 8000.0, "servers": [{"server": "x", "error": "down"}]})
+    state_files.write_state("coverage.json", {"checked_at": 8000.0, "servers": [{"server": "x", "error": "down"}]})
     values = series(source.render())
     assert values["sqlserver_backup_coverage_check_success"] == 0, "read again at each scrape"
     assert not [name for name in values if name.startswith("sqlserver_backup_database_uncovered")]
 
 
 def test_before_any_drill_or_check_every_database_is_never_proven(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(backupcfg, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(state_files, "STATE_DIR", tmp_path)
     values = series(metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None).render())
     proofs = {name: value for name, value in values.items() if name.startswith("sqlserver_backup_drill_")}
     assert proofs == {
@@ -211,6 +267,55 @@ def test_before_any_drill_or_check_every_database_is_never_proven(tmp_path: Path
     }, "an all_databases model's databases appear with the first coverage check"
     assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 0
     assert values["sqlserver_backup_coverage_check_success"] == 0
+
+
+def request(host: str, port: int, path: str, method: str = "GET", accept: str = "") -> tuple[int, str, str]:
+    """(status, body, Content-Type) of one request."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        headers = {"Accept": accept} if accept else {}
+        connection.request(method, path, body=b"model=sales" if method == "POST" else None, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace"), response.getheader("Content-Type", "")
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[int]:
+    """The exporter's HTTP handler on a free port of the loopback: the port."""
+    source = exporter(tmp_path, [upstream(success=1000, count=1, total=4.5)])
+    source.poll()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), metrics.handler_for(source.registry))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("", "text/plain; version=0.0.4; charset=utf-8"),
+        (PROMETHEUS_ACCEPT, "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"),
+    ],
+)
+def test_get_metrics_answers_in_the_format_asked_for(served: int, accept: str, content_type: str) -> None:
+    status, text, served_type = request("127.0.0.1", served, "/metrics", accept=accept)
+    assert (status, served_type) == (200, content_type)
+    values = series(text)
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert values['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.5
+    assert values['gobackup_total_attempts{model="sales",status="success"}'] == 1, "the same name in both formats"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/"), ("GET", "/api/config"), ("GET", "/metrics/"), ("GET", "/favicon.ico")]
+    + [(method, "/metrics") for method in ("HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")],
+)
+def test_everything_but_get_metrics_is_404(served: int, method: str, path: str) -> None:
+    assert request("127.0.0.1", served, path, method)[0] == 404
 
 
 # --- The deployed stack ----------------------------------------------------------------
@@ -244,18 +349,8 @@ def stack():
         yield docker.from_env()
 
 
-def request(host: str, port: int, path: str, method: str = "GET") -> tuple[int, str]:
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        connection.request(method, path, body=b"model=sales" if method == "POST" else None)
-        response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
 def scrape() -> dict[str, float]:
-    status, text = request("127.0.0.1", METRICS_PORT, "/metrics")
+    status, text, _ = request("127.0.0.1", METRICS_PORT, "/metrics")
     assert status == 200
     return series(text)
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import REPO, ansible_playbook, dev_playbook, free_port, prepare_standins
+from conftest import REPO, VENV_BIN, ansible_playbook, dev_playbook, free_port, prepare_standins
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -294,8 +294,8 @@ def relay_one_failure(config: Path, port: int, channel: str, reason: str, **envi
     failure to it on `channel` as GoBackup's notifier would, and returns what
     the relay logged; the relay must answer 200 (sent)."""
     relay = subprocess.Popen(
-        [sys.executable, str(REPO / "image" / "notify-relay.py"), str(config / "gobackup.yml")],
-        env={**os.environ, "BACKUPCFG_DIR": str(REPO / "image"), **environment},
+        [str(VENV_BIN / "notify-relay"), str(config / "gobackup.yml")],
+        env={**os.environ, **environment},
         stderr=subprocess.PIPE,
         text=True,
     )

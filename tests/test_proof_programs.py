@@ -10,7 +10,6 @@ import collections
 import contextlib
 import datetime
 import http.server
-import importlib.util
 import json
 import signal
 import subprocess
@@ -22,21 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, free_port
-
-sys.path.insert(0, str(REPO / "image"))
-import backupcfg
-
-
-def load(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "image" / file)
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-status = load("backup_status", "backup-status.py")
-proof = load("backup_proof_scheduler", "backup-proof-scheduler.py")
+from conftest import VENV_BIN, free_port
+from sqlserver_backup import proof_scheduler as proof
+from sqlserver_backup import restore_rules, status
 
 DAY = 86400
 PASSWORD = "Str0ngSecretPassw0rd"
@@ -91,7 +78,7 @@ def test_coverage_names_each_database_no_model_backs_up() -> None:
         ],
         "other": ["HR", "msdb"],
     }
-    result = status.check_coverage(backupcfg.source_servers(config), ["reportserver"], {}, 1000.0, lister(listing))
+    result = status.check_coverage(restore_rules.source_servers(config), ["reportserver"], {}, 1000.0, lister(listing))
     assert result["uncovered"] == [{"server": "mssql,1433", "database": "NewDb"}]
     assert result["ignored"] == [{"server": "mssql,1433", "database": "ReportServer"}], "ignored case-insensitively"
     assert result["covered"] == {"sales": ["SalesDemo"], "hr": ["HR"]}
@@ -108,7 +95,7 @@ def test_coverage_names_each_database_no_model_backs_up() -> None:
 
 def test_all_databases_covers_the_server_but_its_skip_databases() -> None:
     config = document(everything=[mssql(all_databases=True, skip_databases=["Scratch"])])
-    sources = backupcfg.source_servers(config)
+    sources = restore_rules.source_servers(config)
     result = status.check_coverage(sources, [], {}, 1.0, lister({"mssql": ["A", "B", "Scratch"]}))
     assert result["covered"] == {"everything": ["A", "B"]}
     assert result["uncovered"] == [{"server": "mssql,1433", "database": "Scratch"}]
@@ -120,7 +107,7 @@ def test_all_databases_covers_the_server_but_its_skip_databases() -> None:
 def test_names_compare_as_sql_server_compares_them_and_servers_by_host_and_port() -> None:
     config = document(sales=[mssql("salesdemo", host="MSSQL")], hr=[mssql("HR", host="mssql")])
     result = status.check_coverage(
-        backupcfg.source_servers(config), [], {}, 1.0, lister({"MSSQL": ["SalesDemo", "hr"]})
+        restore_rules.source_servers(config), [], {}, 1.0, lister({"MSSQL": ["SalesDemo", "hr"]})
     )
     assert result["ok"] is True
     assert [server["server"] for server in result["servers"]] == ["MSSQL,1433"], "one server, listed once"
@@ -128,7 +115,7 @@ def test_names_compare_as_sql_server_compares_them_and_servers_by_host_and_port(
 
 def test_a_server_that_does_not_answer_keeps_what_its_last_check_found() -> None:
     config = document(everything=[mssql(all_databases=True)], hr=[mssql("HR", host="other")])
-    sources = backupcfg.source_servers(config)
+    sources = restore_rules.source_servers(config)
     previous = status.check_coverage(sources, [], {}, 1.0, lister({"mssql": ["A", "NewDb"], "other": ["HR", "Old"]}))
     previous["uncovered"] = [{"server": "mssql,1433", "database": "Gone"}, *previous["uncovered"]]
     now = status.check_coverage(sources, [], previous, 2.0, lister({"mssql": ["A"], "other": ["HR"]}, ("mssql",)))
@@ -162,7 +149,7 @@ def test_each_login_of_a_server_is_tried_until_one_lists_it() -> None:
             raise status.CoverageError("sqlcmd on mssql,1433: Login failed for user 'reader'.")
         return ["A", "B"]
 
-    result = status.check_coverage(backupcfg.source_servers(config), [], {}, 1.0, answer)
+    result = status.check_coverage(restore_rules.source_servers(config), [], {}, 1.0, answer)
     assert tried == ["reader", "sa"]
     assert result["ok"] is True
 
@@ -283,11 +270,11 @@ def test_an_all_databases_model_has_a_row_per_database_its_drills_and_checks_saw
 # --- the programs, run as the image runs them --------------------------------------------------
 
 
-def program(bin_dir: Path, name: str, file: str) -> str:
-    """The image's /usr/local/bin/<name>: a link to image/<file>."""
+def program(bin_dir: Path, name: str) -> str:
+    """The image's /usr/local/bin/<name>: a link to the package's console script."""
     link = bin_dir / name
     if not link.exists():
-        link.symlink_to(REPO / "image" / file)
+        link.symlink_to(VENV_BIN / name)
     return str(link)
 
 
@@ -362,7 +349,7 @@ def test_backup_status_prints_the_table_and_json_and_exits_by_the_targets(host: 
     (host["state"] / "drills.json").write_text(json.dumps(drills))
     uncovered = {"checked_at": time.time(), "uncovered": [{"server": "127.0.0.1,1433", "database": "NewDb"}]}
     (host["state"] / "coverage.json").write_text(json.dumps(uncovered))
-    backup_status = program(host["bin"], "backup-status", "backup-status.py")
+    backup_status = program(host["bin"], "backup-status")
 
     shown = run(host, backup_status, "--config", str(config), "--json", "--host", "backup-01")
     assert shown.returncode == 1, shown.stdout + shown.stderr
@@ -455,7 +442,7 @@ def test_backup_coverage_lists_the_source_server_with_sqlcmd(
         sql_server.query(f"CREATE DATABASE [{name}]")
     config = write_config(host, sql_server.port)
     calls = recording_sqlcmd(host, standin_bin)
-    coverage = program(host["bin"], "backup-coverage", "backup-status.py")
+    coverage = program(host["bin"], "backup-coverage")
     server = f"127.0.0.1,{sql_server.port}"
 
     found = run(host, coverage, "--config", str(config))
@@ -754,7 +741,7 @@ def test_the_scheduler_drills_alerts_and_stops_on_sigterm(host: dict[str, Path],
         f'#!/bin/sh\necho "$*" >>"{calls}"\necho "DRILL FAIL model=sales database=SalesDemo reason=boom"\nexit 1\n'
     )
     fake.chmod(0o755)
-    scheduler = program(host["bin"], "backup-proof-scheduler", "backup-proof-scheduler.py")
+    scheduler = program(host["bin"], "backup-proof-scheduler")
     environment = {
         "PATH": f"{host['bin']}:{VENV_BIN}:/usr/bin:/bin",
         "GOBACKUP_STATE_DIR": str(host["state"]),
@@ -785,7 +772,7 @@ def test_without_schedules_the_scheduler_idles_until_it_is_stopped(host: dict[st
     config = write_config(host, 1433)  # no drill_schedule, coverage schedule ""
     environment = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "GOBACKUP_STATE_DIR": str(host["state"])}
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "image" / "backup-proof-scheduler.py"), "--config", str(config)],
+        [str(VENV_BIN / "backup-proof-scheduler"), "--config", str(config)],
         env=environment,
         stderr=subprocess.PIPE,
         text=True,

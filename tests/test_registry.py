@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-sys.path.insert(0, str(REPO / "roles" / "registry" / "filter_plugins"))
+sys.path.insert(0, str(REPO / "plugins" / "filter"))
 import registry_htpasswd
 
 PREFIX = "sqlserver-backup-regtest"

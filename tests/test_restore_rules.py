@@ -1,4 +1,4 @@
-"""The restore rules of image/backupcfg.py and backup-restore's decryption:
+"""The restore rules (sqlserver_backup.restore_rules) and backup-restore's decryption:
 a restore server of its own for every model (never a server the host backs
 up), drill schedules that never start with their model's backup, and archives
 made before a passphrase rotation opened with a previous passphrase, while one
@@ -7,20 +7,15 @@ no known passphrase opens is a wrong key, not a damaged archive."""
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import io
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "image"))
-import backupcfg
+from sqlserver_backup import archives, gobackup_config, restore_rules, state_files
 
 
 def config(*models: tuple[str, str, int], schedule: str = "0 2 * * *") -> dict[str, Any]:
@@ -46,7 +41,7 @@ NOW = datetime.datetime(2026, 12, 7, 1, 0, tzinfo=datetime.timezone.utc)
 def test_a_restore_server_of_its_own_passes() -> None:
     document = config(("sales", "mssql", 1433), ("inventory", "mssql", 1433))
     restore = settings(sales={"host": "mssql-restore", "port": 1433}, inventory={"host": "mssql", "port": 1533})
-    assert backupcfg.restore_problems(document, restore, NOW) == []
+    assert restore_rules.restore_problems(document, restore, NOW) == []
 
 
 @pytest.mark.parametrize(
@@ -58,7 +53,7 @@ def test_a_restore_server_of_its_own_passes() -> None:
     ],
 )
 def test_a_model_without_a_restore_server_is_refused_naming_the_variable(server: dict[str, Any]) -> None:
-    reasons = backupcfg.restore_problems(config(("sales", "mssql", 1433)), settings(sales=server), NOW)
+    reasons = restore_rules.restore_problems(config(("sales", "mssql", 1433)), settings(sales=server), NOW)
     assert len(reasons) == 1
     assert "model sales: no restore server is set" in reasons[0]
     assert "backup_config_restore_host" in reasons[0]
@@ -71,7 +66,7 @@ def test_a_model_without_a_restore_server_is_refused_naming_the_variable(server:
 def test_a_restore_server_that_is_any_source_server_is_refused(host: str, port: int) -> None:
     """The same host and port as the model's own source or another model's."""
     document = config(("sales", "mssql", 1433), ("inventory", "sql-a", 2433))
-    reasons = backupcfg.restore_problems(document, settings(sales={"host": host, "port": port}, inventory={}), NOW)
+    reasons = restore_rules.restore_problems(document, settings(sales={"host": host, "port": port}, inventory={}), NOW)
     refusal = [reason for reason in reasons if reason.startswith("model sales:")]
     assert len(refusal) == 1, reasons
     assert f"the restore server {host},{port} is a server this host backs up" in refusal[0]
@@ -79,7 +74,7 @@ def test_a_restore_server_that_is_any_source_server_is_refused(host: str, port: 
 
 
 def test_loopback_names_are_one_server() -> None:
-    reasons = backupcfg.restore_problems(
+    reasons = restore_rules.restore_problems(
         config(("sales", "localhost", 1433)), settings(sales={"host": "127.0.0.1", "port": 1433}), NOW
     )
     assert reasons
@@ -87,7 +82,7 @@ def test_loopback_names_are_one_server() -> None:
 
 
 def test_another_port_on_the_same_host_is_another_server() -> None:
-    reasons = backupcfg.restore_problems(
+    reasons = restore_rules.restore_problems(
         config(("sales", "mssql", 1433)), settings(sales={"host": "mssql", "port": 1434}), NOW
     )
     assert reasons == []
@@ -96,12 +91,12 @@ def test_another_port_on_the_same_host_is_another_server() -> None:
 def test_a_drill_that_would_start_with_its_backup_is_refused() -> None:
     document = config(("sales", "mssql", 1433), schedule="0 * * * *")
     clash = settings(sales={"host": "scratch", "drill_schedule": "0 4 * * 0"})
-    reasons = backupcfg.restore_problems(document, clash, NOW)
+    reasons = restore_rules.restore_problems(document, clash, NOW)
     assert len(reasons) == 1
     assert "starts at the same minute as its backup" in reasons[0]
     assert "backup_config_drill_schedule" in reasons[0]
     apart = settings(sales={"host": "scratch", "drill_schedule": "17 4 * * 0"})
-    assert backupcfg.restore_problems(document, apart, NOW) == []
+    assert restore_rules.restore_problems(document, apart, NOW) == []
 
 
 @pytest.mark.parametrize(
@@ -115,7 +110,7 @@ def test_a_drill_that_would_start_with_its_backup_is_refused() -> None:
     ],
 )
 def test_bad_restore_settings_are_named(key: str, value: Any, reason: str) -> None:
-    reasons = backupcfg.restore_problems(
+    reasons = restore_rules.restore_problems(
         config(("sales", "mssql", 1433)), settings(sales={"host": "scratch", key: value}), NOW
     )
     assert any(reason in each for each in reasons), reasons
@@ -133,10 +128,10 @@ models:
       minio: {type: minio, endpoint: 'http://minio:9000', bucket: b, path: p/sales}
 """
     restore = "models:\n  sales: {host: mssql, port: 1433, password: '${MSSQL_RESTORE_PASSWORD_SALES}'}\n"
-    reasons = backupcfg.restore_config_problems(restore, gobackup, {"MSSQL_PASSWORD_SALES": "x"})
+    reasons = restore_rules.restore_config_problems(restore, gobackup, {"MSSQL_PASSWORD_SALES": "x"})
     assert len(reasons) == 1
     assert "is a server this host backs up" in reasons[0]
-    assert backupcfg.restore_config_problems(restore.replace("host: mssql", "host: scratch"), gobackup, {}) == []
+    assert restore_rules.restore_config_problems(restore.replace("host: mssql", "host: scratch"), gobackup, {}) == []
 
 
 def test_all_databases_is_a_model_of_its_own_now() -> None:
@@ -151,17 +146,17 @@ models:
     storages:
       minio: {type: minio, endpoint: 'http://minio:9000', bucket: b, path: p/everything}
 """
-    assert backupcfg.check_text(text, {})[1] == []
-    assert backupcfg.source_servers(backupcfg.check_text(text, {})[0])[0]["skip_databases"] == ["Scratch"]
-    reasons = backupcfg.check_text(text.replace("[Scratch]", "Scratch"), {})[1]
+    assert gobackup_config.check_text(text, {})[1] == []
+    assert restore_rules.source_servers(gobackup_config.check_text(text, {})[0])[0]["skip_databases"] == ["Scratch"]
+    reasons = gobackup_config.check_text(text.replace("[Scratch]", "Scratch"), {})[1]
     assert reasons == ["model everything: database everything: skip_databases must be a list of database names"]
 
 
 def test_state_files_are_replaced_whole(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(backupcfg, "STATE_DIR", tmp_path / "state")
-    assert backupcfg.read_state("drills.json") == {}
-    backupcfg.write_state("drills.json", {"models": {"sales": {}}})
-    assert backupcfg.read_state("drills.json") == {"models": {"sales": {}}}
+    monkeypatch.setattr(state_files, "STATE_DIR", tmp_path / "state")
+    assert state_files.read_state("drills.json") == {}
+    state_files.write_state("drills.json", {"models": {"sales": {}}})
+    assert state_files.read_state("drills.json") == {"models": {"sales": {}}}
     assert (tmp_path / "state" / "drills.json").stat().st_mode & 0o777 == 0o600
     assert [path.name for path in (tmp_path / "state").iterdir()] == ["drills.json"]
 
@@ -170,14 +165,8 @@ def test_state_files_are_replaced_whole(tmp_path: Path, monkeypatch) -> None:
 
 
 def restore_tool() -> ModuleType:
-    """image/backup-restore.py, loaded as the image runs it (backupcfg beside it)."""
-    spec = importlib.util.spec_from_file_location("backup_restore", REPO / "image" / "backup-restore.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
+    """The image's archive module: decryption and its errors."""
+    return archives
 
 
 ARGS = "-pbkdf2 -iter 1000 -md sha256"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook, free_port
+from conftest import REPO, VENV_BIN, ansible_playbook, free_port
 
 ROLES = sorted(path.name for path in (REPO / "roles").iterdir() if path.is_dir())
 EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
@@ -126,9 +126,12 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
         if line.startswith("COPY ") and "--from=" not in line:
             copied.update(part for part in line.split()[1:-1] if not part.startswith("artifacts/"))
     context = yaml.safe_load((REPO / "roles" / "backup_image" / "vars" / "main.yml").read_text())
-    assert copied <= set(context["_backup_image_context_files"])
-    files = {path.name for path in (REPO / "image").iterdir() if path.name != "__pycache__"}  # tests import from there
-    assert copied | {"Dockerfile"} == files, "every image file is used"
+    build_files = set(context["_backup_image_build_files"])
+    assert copied - {"sqlserver_backup"} <= build_files
+    assert "sqlserver_backup" in copied, "the package's modules follow the fileglob of the role"
+    files = {path.name for path in (REPO / "image").iterdir() if path.is_file() and path.suffix != ".md"}
+    assert build_files == files, "every image file is used"
+    assert "*.py" in context["_backup_image_package_files"]
 
 
 def test_each_host_gets_its_own_models_and_paths(production) -> None:
@@ -190,8 +193,7 @@ def test_rendered_config_passes_the_image_check(production) -> None:
     out, _ = production
     check = subprocess.run(
         [
-            sys.executable,
-            str(REPO / "image" / "backupcfg.py"),
+            str(VENV_BIN / "backup-config"),
             "check",
             str(out / "sqlbackup-02.example.internal" / "gobackup.yml"),
         ],
@@ -563,7 +565,7 @@ def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file:
 
 
 def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Path) -> None:
-    """The entrypoint's rules (backupcfg), applied by the backup_stack role
+    """The entrypoint's rules (container_settings), applied by the backup_stack role
     before anything is built or changed, naming the Ansible variables."""
     settings = {
         "dev_secrets_dir": str(tmp_path / "secrets"),

@@ -1,5 +1,5 @@
 // Command cronref is the reference for the project's Python cron port
-// (image/backupcfg.py): it reads one expression per line on stdin and prints,
+// (image/sqlserver_backup/go_robfig_cron.py): it reads one expression per line on stdin and prints,
 // one JSON line each, what robfig/cron v3's standard parser makes of it when
 // called the way gocron v1.18.0 (GoBackup v3.1.1's scheduler) calls it:
 //

@@ -1,6 +1,6 @@
 // Command goexpand prints each argument expanded by Go's os.Expand against
 // the environment, one per line in JSON: the reference the tests compare the
-// image's Python re-implementation (image/backupcfg.py) with.
+// image's Python re-implementation (image/sqlserver_backup/go_os_expand.py) with.
 package main
 
 import (

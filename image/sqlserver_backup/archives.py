@@ -1,0 +1,230 @@
+"""GoBackup's archives of a model: names and times, decryption with the
+current passphrase and then each previous one (restore.yml), unpacking, and
+the checks of each .bacpac in them (the CRC of every entry, and model.xml
+against the checksum Origin.xml recorded at export, as sqlpackage checks on
+import)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ElementTree
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlserver_backup import go_time_location, gobackup_rules
+from sqlserver_backup.errors import CorruptArchive, RestoreError, WrongKey
+from sqlserver_backup.models import ModelArchives
+
+DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
+QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
+
+# The head of what an archive decrypts to, by compress_with type: tar's magic
+# at offset 257, or the gzip, zstd and xz magic numbers.
+ARCHIVE_MAGIC = ((257, b"ustar"), (0, b"\x1f\x8b"), (0, b"\x28\xb5\x2f\xfd"), (0, b"\xfd7zXZ\x00"))
+SALTED = b"Salted__"
+
+
+def passphrase_variables(
+    model: str, body: Mapping[str, Any], settings: Mapping[str, Any], environment: Mapping[str, str]
+) -> list[str]:
+    """The current passphrase's .env variable, then the previous ones that are set."""
+    current = gobackup_rules.encryption_passphrase_variable(body.get("encrypt_with"))
+    previous = [str(name) for name in settings.get("previous_passphrases") or []]
+    return [name for name in ([current] if current else []) + previous if environment.get(name)]
+
+
+def decrypt(
+    archive: Path,
+    model: str,
+    body: Mapping[str, Any],
+    environment: Mapping[str, str],
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """GoBackup's encrypt_with (openssl) in reverse, with the model's cipher,
+    base64 and args. The current passphrase is tried first, then each previous
+    one (restore.yml); each reaches openssl from the environment. An archive
+    none of them opens is WrongKey; one that a passphrase opens but that does
+    not decrypt whole is CorruptArchive."""
+    if not archive.name.endswith(".enc"):
+        return archive
+    variables = passphrase_variables(model, body, settings or {}, environment)
+    if not variables:
+        raise WrongKey(
+            f"{archive.name} of model {model} is encrypted, but no passphrase for it is set"
+            " (backup_config_encryption_passphrase or the entry's encryption_passphrase, and"
+            " backup_config_encryption_previous_passphrases for archives made before a rotation)"
+        )
+    try:
+        return decrypt_with(archive, model, *openssl_command(body), variables, environment)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def openssl_command(body: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """openssl's decryption with the model's cipher, base64 and args; whether it is base64."""
+    encrypt = body.get("encrypt_with") if isinstance(body.get("encrypt_with"), dict) else {}
+    cipher = ["openssl", str(encrypt.get("chiper") or "aes-256-cbc"), "-d"]
+    base64 = str(encrypt.get("base64", False)).lower() == "true"
+    if base64:
+        cipher.append("-base64")
+    return cipher + str(encrypt.get("args") or "").split(), base64
+
+
+def decrypt_with(
+    archive: Path,
+    model: str,
+    cipher: list[str],
+    base64: bool,
+    variables: list[str],
+    environment: Mapping[str, str],
+) -> Path:
+    """The archive decrypted with the first passphrase whose head looks like an archive."""
+    plain = archive.with_name(archive.name.removesuffix(".enc"))
+    with archive.open("rb") as file:
+        # Whole base64 lines (64 characters each) decode on their own.
+        head = b"".join(file.readline() for _ in range(72)) if base64 else file.read(16 + 4096)
+    if not base64 and not head.startswith(SALTED):
+        raise CorruptArchive(f"{archive.name} of model {model} does not start with openssl's salt header")
+    for variable in variables:
+        # A wrong passphrase turns the first blocks into noise: each is tried on the head alone.
+        if not looks_like_archive(decrypt_head(cipher, variable, head, environment)):
+            continue
+        result = subprocess.run(
+            [*cipher, "-pass", f"env:{variable}", "-in", str(archive), "-out", str(plain)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **environment},
+        )
+        if result.returncode != 0:
+            plain.unlink(missing_ok=True)
+            detail = (result.stderr.strip().splitlines() or ["no message"])[0]
+            raise CorruptArchive(
+                f"{archive.name} of model {model} opens with the passphrase in {variable} but does not decrypt"
+                f" whole: the archive is damaged (openssl: {detail})"
+            )
+        if variable != variables[0]:
+            print(f"restore: {archive.name} opened with the previous passphrase in {variable}", flush=True)
+        return plain
+    raise WrongKey(
+        f"no known passphrase opens {archive.name} of model {model} (tried {', '.join(variables)}): it was made"
+        " under another passphrase; add that one to backup_config_encryption_previous_passphrases"
+    )
+
+
+def decrypt_head(cipher: list[str], variable: str, head: bytes, environment: Mapping[str, str]) -> bytes:
+    result = subprocess.run(
+        [*cipher, "-nopad", "-pass", f"env:{variable}"],
+        input=head,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **environment},
+    )
+    return result.stdout
+
+
+def looks_like_archive(head: bytes) -> bool:
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in ARCHIVE_MAGIC)
+
+
+def unpack(archive: Path, into: Path, model: str) -> list[Path]:
+    """The .bacpac files of an archive: one per database, GoBackup's
+    <model>/mssql/<database key>/<database>.bacpac (all_databases: several)."""
+    # tar, as GoBackup packed it: it also knows the compressed variants.
+    into.mkdir()
+    result = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise CorruptArchive(f"cannot unpack {archive.name}: {' '.join(result.stderr.split())}")
+    packages = sorted(into.glob(f"{model}/mssql/*/*.bacpac"))
+    if not packages:
+        raise CorruptArchive(f"{archive.name} holds no .bacpac file under {model}/mssql/")
+    return packages
+
+
+def check_package(package: Path) -> int:
+    """Reads every entry of the .bacpac against its CRC and checks its model as
+    sqlpackage does on import; returns the number of tables of the model."""
+    try:
+        with zipfile.ZipFile(package) as bacpac:
+            for entry in bacpac.infolist():
+                try:
+                    with bacpac.open(entry) as data:
+                        while data.read(1 << 20):
+                            pass
+                except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                    raise CorruptArchive(f"{package.name}: {entry.filename}: {error}") from None
+            model_bytes, origin_bytes = bacpac.read("model.xml"), bacpac.read("Origin.xml")
+        # Read back from this project's own bucket, as the restore does.
+        model = ElementTree.fromstring(model_bytes)  # noqa: S314
+        origin = ElementTree.fromstring(origin_bytes)  # noqa: S314
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ElementTree.ParseError) as error:
+        raise CorruptArchive(f"{package.name}: {error}") from None
+    if model.tag != f"{DAC_NAMESPACE}DataSchemaModel":
+        raise CorruptArchive(f"{package.name}: model.xml is not a DataSchemaModel")
+    recorded = [
+        (checksum.text or "").strip()
+        for checksum in origin.iter(f"{DAC_NAMESPACE}Checksum")
+        if checksum.get("Uri") == "/model.xml"
+    ]
+    if not recorded:
+        raise CorruptArchive(f"{package.name}: Origin.xml records no checksum of model.xml")
+    if hashlib.sha256(model_bytes).hexdigest().upper() != recorded[0].upper():
+        raise CorruptArchive(f"{package.name}: model.xml does not match the checksum in Origin.xml")
+    return sum(1 for element in model.iter(f"{DAC_NAMESPACE}Element") if element.get("Type") == "SqlTable")
+
+
+def package_tables(package: Path) -> list[str]:
+    with zipfile.ZipFile(package) as bacpac:
+        # The package is one this project exported, read back from its own bucket.
+        model = ElementTree.fromstring(bacpac.read("model.xml"))  # noqa: S314
+    tables = [
+        element.get("Name", "")
+        for element in model.iter(f"{DAC_NAMESPACE}Element")
+        if element.get("Type") == "SqlTable"
+    ]
+    # Names go into a query: accept only bracket-quoted identifiers.
+    odd = [table for table in tables if not QUOTED_NAME.fullmatch(table)]
+    if odd:
+        raise RestoreError(f"unexpected table names in the package: {odd}")
+    return tables
+
+
+def archive_time(name: str) -> str:
+    digits = re.sub(r"\D", "", name.split(".tar")[0])
+    return digits or datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+
+
+def archive_timestamp(name: str, body: Mapping[str, Any]) -> float | None:
+    """When GoBackup made the archive: its name is the local time in the
+    model's filename_format (Go's 2006.01.02.15.04.05 by default)."""
+    layout = str((body.get("compress_with") or {}).get("filename_format") or "2006.01.02.15.04.05")
+    strptime = layout
+    for go, python in (("2006", "%Y"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("04", "%M"), ("05", "%S")):
+        strptime = strptime.replace(go, python)
+    try:
+        moment = datetime.datetime.strptime(name.split(".tar")[0], strptime)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=go_time_location.local_zone()).timestamp()
+
+
+def fetch_packages(archives: ModelArchives, name: str, version_id: str, workdir: Path) -> tuple[list[Path], int]:
+    """Downloads, decrypts, unpacks and checks an archive: its packages and size."""
+    storage, model = archives.storage, archives.model
+    version = f" version {version_id}" if version_id else ""
+    print(f"restore: downloading {storage.bucket}/{storage.key(name)}{version}", flush=True)
+    storage.download(name, workdir / name, version_id)
+    size = (workdir / name).stat().st_size
+    plain = decrypt(workdir / name, model, archives.body, archives.environment, archives.settings)
+    packages = unpack(plain, workdir / "unpacked", model)
+    plain.unlink(missing_ok=True)
+    for package in packages:
+        check_package(package)
+    return packages, size

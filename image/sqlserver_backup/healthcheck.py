@@ -1,0 +1,112 @@
+"""Docker HEALTHCHECK for the backup container.
+
+A one-shot container is healthy while it runs. In daemon mode the container is
+unhealthy when GoBackup's scheduler does not answer /status on its loopback web
+server, when a model's last scheduled backup failed, or when a model's first
+run due after its last success (or after the container started) is more than
+BACKUP_HEALTH_GRACE seconds (default 7200: time for the run itself) in the
+past. Schedules are computed by gobackup_rules.schedule_of exactly as GoBackup's scheduler reads
+them (cron with names, '?', descriptors, @every and TZ= prefixes; every).
+GoBackup's /metrics live in the scheduler's memory, so only runs since the
+container started count. Any failure of the probe itself is reported as one
+`unhealthy: ...` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sqlserver_backup import config_yaml, go_time_location, gobackup_config, gobackup_rules, state_files
+
+METRIC = re.compile(r'^gobackup_last_timestamp\{model="([^"]*)",status="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        return response.read().decode()
+
+
+def last_runs(metrics: str) -> dict[tuple[str, str], float]:
+    return {(model, status): float(value) for model, status, value in METRIC.findall(metrics)}
+
+
+def due_after(schedule: Any, since: float, zone: datetime.tzinfo) -> datetime.datetime | None:
+    """The first run GoBackup schedules after `since` (a Unix time), or None.
+    GoBackup ignores schedule.enabled: any schedule block is scheduled."""
+    if not isinstance(schedule, dict):
+        return None
+    return gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
+
+
+def problems(
+    document: dict,
+    runs: dict[tuple[str, str], float],
+    started: float,
+    now: datetime.datetime,
+    zone: datetime.tzinfo | None = None,
+) -> list[str]:
+    grace = float(os.environ.get("BACKUP_HEALTH_GRACE", "7200"))
+    zone = zone or go_time_location.local_zone()
+    found = []
+    for model, body in document["models"].items():
+        name = str(model).lower()  # GoBackup's metrics use viper's lower-cased keys
+        success, failure = runs.get((name, "success"), 0.0), runs.get((name, "failure"), 0.0)
+        where = "; ".join(gobackup_config.storages(document, model))
+        if failure > success:
+            at = datetime.datetime.fromtimestamp(failure, zone).isoformat(timespec="seconds")
+            found.append(f"the last backup of model {name} failed at {at} ({where}); see docker logs")
+            continue
+        try:
+            due = due_after((body or {}).get("schedule"), max(success, started), zone)
+        except ValueError as error:  # CronError included: the checker refuses these
+            found.append(f"model {name}: its schedule cannot be computed: {error}")
+            continue
+        if due is not None and (now - due).total_seconds() > grace:
+            found.append(f"model {name} has no successful backup since its run due at {due.isoformat()} ({where})")
+    return found
+
+
+def probe() -> int:
+    if os.environ.get("RUN_MODE", "daemon") == "once":
+        return 0
+    active = state_files.ACTIVE_CONFIG
+    if not active.is_file():
+        print("unhealthy: the entrypoint has not validated a configuration yet")
+        return 1
+    # Secrets given as *_FILE live only in GoBackup's environment, not in this
+    # probe's, so read the config without checking it.
+    document = gobackup_config.load_lenient(Path(active.read_text(encoding="utf-8").strip()), os.environ)
+    address = gobackup_config.web_address(document)
+    if address is None:
+        return 0  # web server disabled: Docker's restart policy watches the process
+    base = f"http://{address[0]}:{address[1]}"
+    try:
+        fetch(f"{base}/status")
+        metrics = fetch(f"{base}/metrics")
+    except OSError as error:
+        print(f"unhealthy: the scheduler does not answer on {base}: {error}")
+        return 1
+    started = active.stat().st_mtime
+    zone = go_time_location.local_zone()
+    found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone)
+    for problem in found:
+        print(f"unhealthy: {problem}")
+    return 1 if found else 0
+
+
+def main() -> int:
+    try:
+        return probe()
+    except yaml.YAMLError as error:  # its message would quote the (expanded) line
+        line = config_yaml.yaml_problem(error)[1]
+        print(f"unhealthy: the active configuration is not valid YAML{f' (line {line})' if line else ''}")
+    except Exception as error:  # Docker shows the first line: make it the reason
+        print(f"unhealthy: the health check itself failed: {type(error).__name__}: {error}")
+    return 1
