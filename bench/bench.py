@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,22 @@ from typing import Any
 import docker
 import yaml
 from minio import Minio
+from sqlserver_backup_testing import (
+    ARTIFACTS,
+    FLEET_PLAYBOOK,
+    REPO,
+    TEST_VARS,
+    answers,
+    base_image,
+    build_standins,
+    fleet_connection,
+    fleet_vars,
+    load_test_vars,
+    play_recap,
+    role_defaults,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_VARS = REPO / os.environ.get("SQLSERVER_BACKUP_TEST_VARS", "tests/offline-vars.yml")
-ARTIFACTS = REPO / "tests" / ".artifacts"
 # Where tests/playbooks/prepare_standins.yml serves the stand-ins; the
 # benchmark reads them from disk instead and starts no artifact server.
 STANDIN_SERVER = "http://127.0.0.1:8765/"
@@ -77,7 +88,6 @@ NOOP_RATIO = 1.5
 # Once a year, so that no backup starts while the benchmark runs; the second
 # is the config-only change.
 SCHEDULES = ("0 3 1 1 *", "30 3 1 1 *")
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
 
 
 def log(message: str) -> None:
@@ -115,22 +125,12 @@ def quietly(*command: str) -> None:
     subprocess.run(command, capture_output=True, check=False)
 
 
-def ansible_playbook(*arguments: str, environment: dict[str, str] | None = None) -> str:
-    environment = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        **(environment or {}),
-    }
-    command = [str(REPO / ".venv" / "bin" / "ansible-playbook"), *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, check=False)
+def playbook_output(*arguments: str, environment: dict[str, str] | None = None) -> str:
+    """Runs ansible-playbook; its output, or on failure a stop showing it."""
+    result = playbook_output(*arguments, environment=environment)
     if result.returncode != 0:
         raise RuntimeError(f"ansible-playbook {' '.join(arguments)} failed:\n{result.stdout}{result.stderr}")
     return result.stdout
-
-
-def role_defaults(role: str) -> dict[str, Any]:
-    return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
 
 
 class Bench:
@@ -143,8 +143,8 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
         stack.callback(shutil.rmtree, self.tmp, ignore_errors=True)
         self.docker = docker.from_env()
-        self.test_vars: dict[str, Any] = yaml.safe_load(TEST_VARS.read_text())
-        self.base = self.test_vars.get("backup_image_base", role_defaults("backup_image")["backup_image_base"])
+        self.test_vars: dict[str, Any] = load_test_vars()
+        self.base = base_image()
         self.size = int(float(os.environ.get("BENCH_GIB", "1")) * GIB)
         if self.size <= 0:
             raise SystemExit("BENCH_GIB must be a positive number of GiB")
@@ -176,7 +176,7 @@ class Bench:
         overrides: dict[str, str] = {}
         if self.test_vars.get("test_standins"):
             log("building the stand-in artifacts (tests/standins/build_artifacts.py)")
-            run(sys.executable, str(REPO / "tests" / "standins" / "build_artifacts.py"), "--out", str(ARTIFACTS))
+            build_standins(ARTIFACTS)
             sums = {}
             for listing in ("SHA256SUMS", "checksums.txt"):
                 for line in (ARTIFACTS / listing).read_text().splitlines():
@@ -198,7 +198,7 @@ class Bench:
         minio_image = f"{minio_defaults['minio_image_name']}:{minio_defaults['minio_image_tag']}"
         build_minio = not self.image_exists(minio_image)
         log(f"preparing the base image {self.base}" + (f" and building {minio_image}" if build_minio else ""))
-        ansible_playbook(
+        playbook_output(
             "-e", f"@{TEST_VARS}", "-e", f"@{overrides}", "-e", f"backup_image_base={self.base}",
             "-e", f"bench_build_minio={str(build_minio).lower()}", str(REPO / "bench" / "prepare.yml"),
         )  # fmt: skip
@@ -249,7 +249,7 @@ class Bench:
         """Builds self.built_image from `base` through playbooks/build.yml,
         shipped `local` (no image archive is written)."""
         name, tag = self.built_image.split(":")
-        output = ansible_playbook(
+        output = playbook_output(
             "-i", str(REPO / "inventories" / "dev"), "-e", f"@{TEST_VARS}", "-e", f"@{overrides}",
             "-e", "backup_build_base_image=false", "-e", f"backup_image_base={base}",
             "-e", "backup_image_ship_method=local",
@@ -390,7 +390,7 @@ class Bench:
         environment = self.tmp / "minio.env"
         environment.touch(mode=0o600)
         environment.write_text(f"MINIO_ROOT_USER={user}\nMINIO_ROOT_PASSWORD={password}\n")
-        port = free_port()
+        port = minio_port()
         container = f"{self.name}-minio"
         self.on_exit(quietly, "docker", "rm", "-f", "-v", container)
         command = ["docker", "run", "-d", "--name", container, "--network", network, "--network-alias", "minio"]
@@ -408,16 +408,12 @@ class Bench:
             command += ["--mount", f"type=volume,src={self.name}-minio,dst=/data"]
             self.on_exit(quietly, "docker", "volume", "rm", f"{self.name}-minio")
         run(*command, minio_image, quiet=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/minio/health/live", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, check=False)
-                    raise RuntimeError(f"MinIO did not start:\n{logs.stdout}{logs.stderr}") from None
-                time.sleep(0.5)
+
+        def its_log() -> str:
+            logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, check=False)
+            return f"MinIO to start; its log:\n{logs.stdout}{logs.stderr}"
+
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/minio/health/live"), its_log, 60, interval=0.5)
         return network, str(port), user, password
 
     def pipeline_rows(self, minio_image: str) -> list[Row]:
@@ -514,18 +510,9 @@ class Bench:
         tests/fleet/hosts.yml; kind docker: a deploy finds Docker installed."""
         settings = self.tmp / f"fleet-{count}.yml"
         settings.write_text(
-            yaml.safe_dump(
-                {
-                    "fleet_dir": str(self.tmp / "fleet"),
-                    "fleet_network": self.fleet_network,
-                    "fleet_subnet": FLEET_SUBNET,
-                    "fleet_hosts": self.fleet_hosts(count),
-                }
-            )
+            yaml.safe_dump(fleet_vars(self.tmp / "fleet", self.fleet_network, FLEET_SUBNET, self.fleet_hosts(count)))
         )
-        ansible_playbook(
-            str(REPO / "tests" / "fleet" / "hosts.yml"), "-e", f"@{settings}", "-e", f"fleet_state={state}"
-        )
+        playbook_output(str(FLEET_PLAYBOOK), "-e", f"@{settings}", "-e", f"fleet_state={state}")
         if state == "present":
             for host in self.fleet_hosts(count):
                 self.wait_for_engine(f"{self.fleet_network}-{host['name']}")
@@ -533,13 +520,13 @@ class Bench:
     def wait_for_engine(self, container: str) -> None:
         """A real host's Docker engine runs before the deploy; a test host
         starts its own with sshd, and the deploy must not be timed waiting for it."""
-        deadline = time.monotonic() + 60
-        while subprocess.run(
-            ["docker", "exec", container, "docker", "info"], capture_output=True, check=False
-        ).returncode:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Docker engine of {container} did not start")
-            time.sleep(0.5)
+        info = ["docker", "exec", container, "docker", "info"]
+        wait_until(
+            lambda: subprocess.run(info, capture_output=True, check=False).returncode == 0,
+            f"the Docker engine of {container} to start",
+            60,
+            interval=0.5,
+        )
 
     def start_fleet_minio(self, minio_image: str) -> None:
         """MinIO on the test hosts' network: the backup container's start-up
@@ -553,15 +540,12 @@ class Bench:
             "docker", "run", "-d", "--name", container, "--network", self.fleet_network, "--ip", FLEET_MINIO_ADDRESS,
             "--env-file", str(environment), minio_image, quiet=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{FLEET_MINIO_ADDRESS}:9000/minio/health/live", timeout=2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("MinIO on the test hosts' network did not start") from None
-                time.sleep(0.5)
+        wait_until(
+            lambda: answers(f"http://{FLEET_MINIO_ADDRESS}:9000/minio/health/live"),
+            "MinIO on the test hosts' network to start",
+            60,
+            interval=0.5,
+        )
 
     def deploy_inventory(self, count: int, schedule: str, settings: dict[str, Any]) -> Path:
         """An inventory shaped like molecule/fleet's: the hosts reached over
@@ -569,14 +553,8 @@ class Bench:
         it holds the run's throwaway secrets)."""
         directory = self.tmp / f"inventory-{count}"
         (directory / "group_vars").mkdir(parents=True, exist_ok=True)
-        fleet_dir = self.tmp / "fleet"
         hosts = {host["name"]: {"ansible_host": host["address"]} for host in self.fleet_hosts(count)}
-        connection = {
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(fleet_dir / "id_ed25519"),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={fleet_dir / 'known_hosts'}"
-            " -o StrictHostKeyChecking=accept-new",
-        }
+        connection = fleet_connection(self.tmp / "fleet")
         (directory / "hosts.yml").write_text(yaml.safe_dump({"backup_hosts": {"hosts": hosts, "vars": connection}}))
         group_vars = directory / "group_vars" / "backup_hosts.yml"
         group_vars.touch(mode=0o600)
@@ -595,13 +573,12 @@ class Bench:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.tmp / f"ssh-{count}"),
         }
         started = time.monotonic()
-        output = ansible_playbook(
+        output = playbook_output(
             "-i", str(inventory), *arguments, "-e", f"backup_image_archive_dir={self.tmp / f'images-{count}'}",
             str(REPO / "playbooks" / "deploy.yml"), environment=environment,
         )  # fmt: skip
         seconds = time.monotonic() - started
-        keys = ("ok", "changed", "unreachable", "failed", "skipped")
-        recap = {found[0]: dict(zip(keys, map(int, found[1:]), strict=True)) for found in RECAP.findall(output)}
+        recap = play_recap(output)
         names = [host["name"] for host in self.fleet_hosts(count)]
         for name in names:
             counts = recap.get(name, {})
@@ -807,7 +784,8 @@ def archive_winner(results: list[dict[str, Any]]) -> str:
     return min(fast, key=lambda result: result["cpu_seconds"])["type"]
 
 
-def free_port() -> int:
+def minio_port() -> int:
+    """A free port of MINIO_PORTS, where the benchmark publishes its MinIO."""
     for port in MINIO_PORTS:
         with socket.socket() as probe:
             try:

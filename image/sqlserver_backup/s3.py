@@ -167,7 +167,7 @@ class S3Storage:
         AbortMultipartUpload, below): these are the underscored methods its own
         put_object uses, so the signing, the query and the XML stay minio-py's;
         minio is pinned (requirements.txt), so they change only with an upgrade
-        that tests/test_e2e.py's cleanup test then checks."""
+        that tests/e2e/test_e2e.py's cleanup test then checks."""
         found: list[tuple[str, str, str]] = []
         key_marker, upload_marker = "", ""
         with self.answering():

@@ -273,6 +273,72 @@ def drill_record(drills: Mapping[str, Any], database: str) -> Mapping[str, Any]:
     return {}
 
 
+def backup_state(
+    model: str,
+    body: Mapping[str, Any],
+    grace: int,
+    now: float,
+    since: float,
+    archives: Callable[[Mapping[str, Any]], tuple[float | None, int] | None],
+) -> tuple[float | None, int | None, list[str], str]:
+    """A model's newest archive (time, size), why its backup is overdue, and
+    why its state is unknown (its archives could not be listed)."""
+    try:
+        newest = archives(body)
+    except Exception as error:  # MinIO down, a refused key: this model's row says so
+        return None, None, [], f"cannot list the archives of model {model}: {error}"
+    last, size = newest if newest is not None else (None, None)
+    schedule = body.get("schedule")
+    if not isinstance(schedule, dict):
+        return last, size, [], ""
+    zone = go_time_location.local_zone()
+    due = gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(last or since, zone))
+    if due is None or now <= due.timestamp() + grace:
+        return last, size, [], ""
+    overdue = (
+        f"{'no backup since ' + when(last) if last else 'no backup yet'}: one was due by"
+        f" {when(due.timestamp() + grace)} (the schedule plus a grace of {grace} s)"
+    )
+    return last, size, [overdue], ""
+
+
+def proof_reasons(record: Mapping[str, Any], within_days: int, now: float) -> dict[str, list[str]]:
+    """Why a database's proof fails its target: a failed drill, none, or too old."""
+    reasons: dict[str, list[str]] = {}
+    if record.get("result") == "fail":
+        reasons["DRILL FAILED"] = [
+            f"the drill of {when(record.get('last_drill'))} failed: {record.get('reason') or 'no reason'}"
+        ]
+    proven = record.get("proven_at")
+    if not proven:
+        reasons["NOT PROVEN"] = ["never proven restorable by a drill"]
+    elif now - float(proven) > within_days * 86400:
+        reasons["NOT PROVEN"] = [f"last proven restorable {when(proven)}, more than {within_days} days ago"]
+    return reasons
+
+
+def row(model: str, database: str, server: str, **fields: Any) -> dict[str, Any]:
+    """One row of the table; what a field does not give is unknown (None)."""
+    empty = dict.fromkeys(("last_backup", "last_backup_size", "proven_at", "restore_seconds", "drill_result"))
+    return {"model": model, "database": database, "server": server, **empty, "drill_reason": "", **fields}
+
+
+def uncovered_rows(coverage: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        row(
+            "",
+            entry["database"],
+            entry["server"],
+            status="UNCOVERED",
+            reasons=[
+                f"UNCOVERED: no model backs up database {entry['database']} on {entry['server']}: add it to a"
+                " model (or to backup_config_coverage_ignore)"
+            ],
+        )
+        for entry in coverage.get("uncovered") or []
+    ]
+
+
 def status_rows(
     document: Mapping[str, Any],
     settings: Mapping[str, Any],
@@ -284,7 +350,6 @@ def status_rows(
 ) -> list[dict[str, Any]]:
     """The table's rows. `since`: when the configuration was deployed, for a
     model with no archive yet (its first backup is due after that)."""
-    zone = go_time_location.local_zone()
     targets = settings.get("models") if isinstance(settings.get("models"), dict) else {}
     sources = restore_rules.source_servers(document)
     model_drills = drills.get("models") if isinstance(drills.get("models"), dict) else {}
@@ -293,71 +358,24 @@ def status_rows(
         target = targets.get(model) if isinstance(targets.get(model), dict) else {}
         grace = int(target.get("rpo_grace_seconds") or restore_rules.DEFAULT_RPO_GRACE_SECONDS)
         within_days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
-        backup_reasons, unknown = [], ""
-        last, size = None, None
-        try:
-            newest = archives(body)
-        except Exception as error:  # MinIO down, a refused key: this model's row says so
-            newest, unknown = None, f"cannot list the archives of model {model}: {error}"
-        if newest is not None:
-            last, size = newest
-        schedule = body.get("schedule")
-        if isinstance(schedule, dict) and not unknown:
-            after = last or since
-            due = gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(after, zone))
-            if due is not None and now > due.timestamp() + grace:
-                backup_reasons.append(
-                    f"{'no backup since ' + when(last) if last else 'no backup yet'}: one was due by"
-                    f" {when(due.timestamp() + grace)} (the schedule plus a grace of {grace} s)"
-                )
+        last, size, overdue, unknown = backup_state(model, body, grace, now, since, archives)
         for database, server in model_databases(model, sources, model_drills.get(model) or {}, coverage):
             record = drill_record(model_drills.get(model) or {}, database)
-            proven = record.get("proven_at")
-            reasons: dict[str, list[str]] = {"OVERDUE": backup_reasons, "UNKNOWN": [unknown] if unknown else []}
-            if record.get("result") == "fail":
-                reasons["DRILL FAILED"] = [
-                    f"the drill of {when(record.get('last_drill'))} failed: {record.get('reason') or 'no reason'}"
-                ]
-            if not proven:
-                reasons["NOT PROVEN"] = ["never proven restorable by a drill"]
-            elif now - float(proven) > within_days * 86400:
-                reasons["NOT PROVEN"] = [f"last proven restorable {when(proven)}, more than {within_days} days ago"]
+            reasons = {"OVERDUE": overdue, "UNKNOWN": [unknown] if unknown else []}
+            reasons.update(proof_reasons(record, within_days, now))
             found = [status for status in STATUS_ORDER if reasons.get(status)]
-            rows.append(
-                {
-                    "model": model,
-                    "database": database,
-                    "server": server,
-                    "last_backup": last,
-                    "last_backup_size": size,
-                    "proven_at": proven,
-                    "restore_seconds": record.get("restore_seconds"),
-                    "drill_result": record.get("result"),
-                    "drill_reason": record.get("reason") or "",
-                    "status": found[0] if found else "OK",
-                    "reasons": [f"{status}: {reason}" for status in found for reason in reasons[status]],
-                }
-            )
-    for entry in coverage.get("uncovered") or []:
-        rows.append(
-            {
-                "model": "",
-                "database": entry["database"],
-                "server": entry["server"],
-                "last_backup": None,
-                "last_backup_size": None,
-                "proven_at": None,
-                "restore_seconds": None,
-                "drill_result": None,
-                "drill_reason": "",
-                "status": "UNCOVERED",
-                "reasons": [
-                    f"UNCOVERED: no model backs up database {entry['database']} on {entry['server']}: add it to a"
-                    " model (or to backup_config_coverage_ignore)"
-                ],
+            fields = {
+                "last_backup": last,
+                "last_backup_size": size,
+                "proven_at": record.get("proven_at"),
+                "restore_seconds": record.get("restore_seconds"),
+                "drill_result": record.get("result"),
+                "drill_reason": record.get("reason") or "",
+                "status": found[0] if found else "OK",
+                "reasons": [f"{status}: {reason}" for status in found for reason in reasons[status]],
             }
-        )
-    return rows
+            rows.append(row(model, database, server, **fields))
+    return rows + uncovered_rows(coverage)
 
 
 def table(host: str, rows: list[dict[str, Any]], coverage_checked: float | None) -> str:

@@ -249,56 +249,52 @@ def key_works(endpoint, secure: bool, access_key: str, secret_key: str, bucket: 
     return True
 
 
-def run(module: AnsibleModule) -> list[str]:
-    params = module.params
-    url = urlsplit(params["endpoint"])
-    secure = url.scheme == "https"
-    root = Minio(url.netloc, access_key=params["root_user"], secret_key=params["root_password"], secure=secure)
-    admin = MinioAdmin(
-        endpoint=url.netloc, credentials=StaticProvider(params["root_user"], params["root_password"]), secure=secure
-    )
-    apply = not module.check_mode
-    actions = []
-    bucket, prefix = params["bucket"], params["prefix"].strip("/")
+def ensure_bucket(root: Minio, params: dict, apply: bool) -> tuple[list[str], bool]:
+    """The bucket, created when missing: (actions, whether it was missing)."""
+    bucket = params["bucket"]
+    if root.bucket_exists(bucket):
+        return [], False
+    if apply:
+        try:
+            root.make_bucket(bucket, object_lock=params["object_lock"])
+        except S3Error as error:
+            # Several hosts set up at once race to create the one bucket;
+            # the loser finds it made, which is what it wanted.
+            if error.code != "BucketAlreadyOwnedByYou":
+                raise
+    return [f"create bucket {bucket}" + (" with object lock" if params["object_lock"] else "")], True
 
-    created = not root.bucket_exists(bucket)
-    if created:
-        actions.append(f"create bucket {bucket}" + (" with object lock" if params["object_lock"] else ""))
-        if apply:
-            try:
-                root.make_bucket(bucket, object_lock=params["object_lock"])
-            except S3Error as error:
-                # Several hosts set up at once race to create the one bucket;
-                # the loser finds it made, which is what it wanted.
-                if error.code != "BucketAlreadyOwnedByYou":
-                    raise
-    actions += bucket_settings(root, bucket, params, created, apply)
-    actions += stale_uploads(admin, params["incomplete_upload_days"], apply)
 
-    wanted = backup_policy(bucket, prefix)
+def ensure_policy(admin: MinioAdmin, params: dict, apply: bool) -> list[str]:
+    """The policy limiting the backup key to the host's prefix."""
+    wanted = backup_policy(params["bucket"], params["prefix"].strip("/"))
     try:
         current = json.loads(admin.policy_info(params["policy_name"]))
         current = current.get("Policy", current)
     except MinioAdminException:
         current = None
-    if current is None or normalised(current) != normalised(wanted):
-        actions.append(f"write policy {params['policy_name']}")
-        if apply:
-            admin.policy_add(params["policy_name"], policy=wanted)
+    if current is not None and normalised(current) == normalised(wanted):
+        return []
+    if apply:
+        admin.policy_add(params["policy_name"], policy=wanted)
+    return [f"write policy {params['policy_name']}"]
 
+
+def ensure_user(admin: MinioAdmin, params: dict, netloc: str, secure: bool, apply: bool) -> list[str]:
+    """The backup user, with its vaulted secret and only the host's policy."""
+    actions = []
     try:
         user = json.loads(admin.user_info(params["access_key"]))
     except MinioAdminException:
         user = None
+    prefix = params["prefix"].strip("/")
     if user is None:
         actions.append("create the backup user")
-        if apply:
-            admin.user_add(params["access_key"], params["secret_key"])
-    elif not key_works(url.netloc, secure, params["access_key"], params["secret_key"], bucket, prefix):
+    elif not key_works(netloc, secure, params["access_key"], params["secret_key"], params["bucket"], prefix):
         # The secret cannot be read back; a key that no longer authenticates gets the vaulted secret again.
         actions.append("reset the backup user's secret")
-        if apply:
-            admin.user_add(params["access_key"], params["secret_key"])
+    if actions and apply:
+        admin.user_add(params["access_key"], params["secret_key"])
     attached = [name for name in (user or {}).get("policyName", "").split(",") if name]
     others = [name for name in attached if name != params["policy_name"]]
     if others:
@@ -313,6 +309,22 @@ def run(module: AnsibleModule) -> list[str]:
         if apply:
             admin.attach_policy([params["policy_name"]], user=params["access_key"])
     return actions
+
+
+def run(module: AnsibleModule) -> list[str]:
+    params = module.params
+    url = urlsplit(params["endpoint"])
+    secure = url.scheme == "https"
+    root = Minio(url.netloc, access_key=params["root_user"], secret_key=params["root_password"], secure=secure)
+    admin = MinioAdmin(
+        endpoint=url.netloc, credentials=StaticProvider(params["root_user"], params["root_password"]), secure=secure
+    )
+    apply = not module.check_mode
+    actions, created = ensure_bucket(root, params, apply)
+    actions += bucket_settings(root, params["bucket"], params, created, apply)
+    actions += stale_uploads(admin, params["incomplete_upload_days"], apply)
+    actions += ensure_policy(admin, params, apply)
+    return actions + ensure_user(admin, params, url.netloc, secure, apply)
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ image and the running backup container."""
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import docker
@@ -13,6 +12,7 @@ import testinfra
 import yaml
 from minio import Minio
 from minio.error import S3Error
+from sqlserver_backup_testing import wait_until
 
 STACK_DIR = Path("/tmp/sqlserver-backup-molecule/stack")
 SECRETS_DIR = Path("/tmp/sqlserver-backup-molecule/secrets")
@@ -29,10 +29,12 @@ def docker_client() -> docker.DockerClient:
 @pytest.fixture(scope="module")
 def backup_container(docker_client: docker.DockerClient):
     container = docker_client.containers.get(BACKUP_CONTAINER)
-    deadline = time.monotonic() + 120
-    while container.attrs["State"].get("Health", {}).get("Status") == "starting" and time.monotonic() < deadline:
-        time.sleep(2)
+
+    def started() -> bool:
         container.reload()
+        return container.attrs["State"].get("Health", {}).get("Status") != "starting"
+
+    wait_until(started, "the backup container's first health check", 120, interval=2)
     return container
 
 
@@ -140,8 +142,9 @@ def test_sqlpackage_is_on_the_path_through_a_symlink(backup_host) -> None:
     assert backup_host.check_output("readlink -f /usr/local/bin/sqlpackage") == "/usr/local/sqlpackage/sqlpackage"
 
 
-def test_backup_verify_is_the_restore_tool_under_its_own_name(backup_host) -> None:
-    assert backup_host.check_output("readlink -f /usr/local/bin/backup-verify") == "/usr/local/bin/backup-restore"
+def test_backup_verify_is_a_console_script_of_the_package_on_the_path(backup_host) -> None:
+    link = "/usr/local/bin/backup-verify"
+    assert backup_host.check_output(f"readlink -f {link}") == "/opt/sqlserver-backup/bin/backup-verify"
     usage = backup_host.run("backup-verify --help")
     assert usage.rc == 0
     assert usage.stdout.startswith("usage: backup-verify ")

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,11 +19,10 @@ import requests
 import yaml
 from minio import Minio
 from minio.error import S3Error
+from sqlserver_backup_testing import REPO, TEST_VARS, ansible_playbook, play_recap, vault_view
 
-REPO = Path(__file__).resolve().parents[3]
 SCENARIO = REPO / "molecule" / "fleet"
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-TEST_VARS = REPO / os.environ.get("SQLSERVER_BACKUP_TEST_VARS", "tests/offline-vars.yml")
 HOSTS = ["backup-1", "backup-2", "backup-3"]
 CONTAINER = "sqlserver-backup-backup-1"
 GROUP_VARS = yaml.safe_load((SCENARIO / "inventory" / "group_vars" / "all" / "vars.yml").read_text())
@@ -38,55 +36,33 @@ testinfra_hosts = ["ansible://backup_hosts"]
 def playbook(
     name: str, *arguments: str, inventory: Path = INVENTORY, environment: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Runs a playbook of the project against the fleet as an operator would."""
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            "-e",
-            f"@{TEST_VARS}",
-            *arguments,
-            str(REPO / "playbooks" / name),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={
-            **os.environ,
+    """Runs a playbook of the project against the fleet as an operator would
+    (with molecule's ansible.cfg where molecule names one)."""
+    result = ansible_playbook(
+        "-i",
+        str(inventory),
+        "-e",
+        f"@{TEST_VARS}",
+        *arguments,
+        str(REPO / "playbooks" / name),
+        environment={
+            "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG", str(REPO / "ansible.cfg")),
             "ANSIBLE_VAULT_PASSWORD_FILE": str(SCENARIO / "vault-password"),
             "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
             "ANSIBLE_FORCE_HANDLERS": "true",
             "ANSIBLE_PIPELINING": "true",
             # Molecule's environment forces colours; the tests read plain text.
             "ANSIBLE_FORCE_COLOR": "false",
-            "ANSIBLE_NOCOLOR": "1",
             **(environment or {}),
         },
-        check=False,
     )
     OUTPUTS.append(result.stdout + result.stderr)
     return result
 
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    found = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
-    return {
-        host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
-        for host, ok, ch, un, fa in found
-    }
-
-
 def vault_vars(path: Path) -> dict:
     """Decrypts one of the scenario's vault files."""
-    text = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-vault"), "view", str(path)],
-        env={**os.environ, "ANSIBLE_VAULT_PASSWORD_FILE": str(SCENARIO / "vault-password")},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return yaml.safe_load(text)
+    return yaml.safe_load(vault_view(path, SCENARIO / "vault-password"))
 
 
 def minio_as(access_key: str, secret_key: str) -> Minio:
@@ -200,12 +176,12 @@ def test_restore_and_drill_one_host_with_limit() -> None:
         "restore_replace=true",
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(recap(result.stdout)) - {"localhost"} == {"backup-2"}
+    assert set(play_recap(result.stdout)) - {"localhost"} == {"backup-2"}
     restored = databases_on("mssql-restore")
     assert "InventoryRestored" in restored, "the restore went to the restore server"
     drill = playbook("restore.yml", "--limit", "backup-3", "-e", "restore_drill=true", "-e", "restore_model=sales")
     assert drill.returncode == 0, drill.stdout[-3000:]
-    assert set(recap(drill.stdout)) - {"localhost"} == {"backup-3"}
+    assert set(play_recap(drill.stdout)) - {"localhost"} == {"backup-3"}
     assert databases_on("mssql-restore") == restored, "the drill dropped what it imported"
     assert databases_on("mssql") == source_before, "neither the restore nor the drill touched the source server"
 
@@ -213,7 +189,7 @@ def test_restore_and_drill_one_host_with_limit() -> None:
 def test_an_unchanged_image_is_not_shipped_again() -> None:
     result = playbook("deploy.yml")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert all(counts["changed"] == 0 for counts in recap(result.stdout).values()), result.stdout[-3000:]
+    assert all(counts["changed"] == 0 for counts in play_recap(result.stdout).values()), result.stdout[-3000:]
     copy = re.search(r"TASK \[backup_image : Copy the archive to this host\].*?\n\n", result.stdout, re.S)
     assert copy is None or "changed:" not in copy.group(0)
 
@@ -223,7 +199,7 @@ def test_shipping_by_registry_to_one_host(host_ssh) -> None:
     assert registry.returncode == 0, registry.stdout[-3000:]
     result = playbook("deploy.yml", "--limit", "backup-2", "-e", "backup_image_ship_method=registry")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(recap(result.stdout)) - {"localhost"} == {"backup-2"}
+    assert set(play_recap(result.stdout)) - {"localhost"} == {"backup-2"}
     compose = host_ssh("backup-2", "cat /opt/sqlserver-backup/compose.yml")
     assert f'image: "{GROUP_VARS["fleet_gateway"]}:5443/sqlserver-backup@sha256:' in compose
     assert "Up" in host_ssh("backup-2", f"docker ps --filter name={CONTAINER} --format '{{{{.Status}}}}'")
@@ -268,7 +244,7 @@ def test_a_registry_rebuilt_empty_is_pushed_to_again(host_ssh) -> None:
     assert registry_holds(compose_image(host_ssh, "backup-2"))
     again = playbook("deploy.yml", "--limit", "backup-2", "-e", "backup_image_ship_method=registry")
     assert again.returncode == 0, again.stdout[-3000:]
-    assert all(counts["changed"] == 0 for counts in recap(again.stdout).values()), again.stdout[-3000:]
+    assert all(counts["changed"] == 0 for counts in play_recap(again.stdout).values()), again.stdout[-3000:]
 
 
 def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
@@ -287,7 +263,7 @@ def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
         network.connect("sqlserver-backup-fleet-backup-2", ipv4_address=address)
         host_ssh("backup-3", "rm -f /etc/docker/daemon.json")
     assert result.returncode != 0
-    counts = recap(result.stdout)
+    counts = play_recap(result.stdout)
     assert counts["backup-1"]["failed"] == 0
     assert counts["backup-1"]["unreachable"] == 0
     assert counts["backup-2"]["unreachable"] == 1

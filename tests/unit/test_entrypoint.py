@@ -3,7 +3,7 @@ backup-supervisor it execs: required variables, defaults, *_FILE secrets,
 run-mode selection and bad values, the same checks before any command; the
 graceful stop around a GoBackup that dies on SIGTERM, clean-up of interrupted
 runs, the start-up reachability check, the CA bundle and the log filter.
-tests/test_supervisor.py tests the supervisor's logic with fake processes."""
+tests/unit/test_supervisor.py tests the supervisor's logic with fake processes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENTRYPOINT, REPO, REQUIRED_ENV, VENV_BIN, free_port
+from sqlserver_backup_testing import (
+    ENTRYPOINT,
+    REPO,
+    REQUIRED_ENV,
+    VENV_BIN,
+    StandinSqlServer,
+    answers,
+    free_port,
+    standin_sql_server,
+    wait_until,
+)
 
 
 def rendered(entrypoint_env: dict[str, str]) -> dict:
@@ -46,22 +56,6 @@ def processes_under(folder: Path) -> list[int]:
         if str(folder).encode() in command_line and state != "Z":
             found.append(int(entry.name))
     return found
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def answers(port: int, path: str = "/status") -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def api_perform(port: int, model: str) -> None:
@@ -150,59 +144,16 @@ def start_entrypoint(entrypoint_env: dict[str, str], tmp_path: Path) -> Iterator
         os.kill(pid, signal.SIGKILL)
 
 
-class SqlServer:
-    """The SQL Server stand-in on a port of its own. pause() freezes it as
-    `docker pause` freezes a SQL Server container: connections are accepted
-    by the kernel, nothing answers, so an export started then hangs."""
-
-    def __init__(self, process: subprocess.Popen, port: int) -> None:
-        self.process, self.port = process, port
-
-    def pause(self) -> None:
-        """Returns once every thread is stopped, as `docker pause` returns once
-        frozen: SIGSTOP takes effect asynchronously (0.1 s and more under load),
-        and until then the stand-in's other threads still answer."""
-        self.process.send_signal(signal.SIGSTOP)
-        wait_until(self.frozen, "every thread of the SQL Server stand-in to stop", timeout=5)
-
-    def frozen(self) -> bool:
-        states = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a thread that just ended
-                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-        return bool(states) and all(state in ("t", "T") for state in states)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture
-def sql_server(tmp_path: Path, standin_bin: Path) -> Iterator[SqlServer]:
-    port, data = free_port(), tmp_path / "mssql"
-    data.mkdir()
-    password = REQUIRED_ENV["MSSQL_PASSWORD"]
-    environment = {"ACCEPT_EULA": "Y", "MSSQL_SA_PASSWORD": password, "MSSQL_DATA_DIR": str(data)}
-    process = subprocess.Popen(
-        [str(standin_bin / "mssql-standin")],
-        env={**environment, "MSSQL_TCP_PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = SqlServer(process, port)
-    try:
-        sqlcmd = [str(standin_bin / "sqlcmd"), "-S", f"127.0.0.1,{port}", "-U", "sa", "-P", password, "-C", "-b"]
-        wait_until(
-            lambda: subprocess.run([*sqlcmd, "-Q", "SELECT 1"], capture_output=True, check=False).returncode == 0,
-            "the SQL Server stand-in",
+def sql_server(tmp_path: Path, standin_bin: Path) -> Iterator[StandinSqlServer]:
+    """The SQL Server stand-in with database SalesDemo and its table dbo.Orders."""
+    with standin_sql_server(standin_bin, REQUIRED_ENV["MSSQL_PASSWORD"], tmp_path / "mssql") as server:
+        server.query("CREATE DATABASE SalesDemo")
+        server.query(
+            "CREATE TABLE dbo.Orders (Id INT PRIMARY KEY, Amount DECIMAL(10,2)); INSERT dbo.Orders VALUES (1, 10.5)",
+            database="SalesDemo",
         )
-        subprocess.run([*sqlcmd, "-Q", "CREATE DATABASE SalesDemo"], check=True, capture_output=True)
-        table = "CREATE TABLE dbo.Orders (Id INT PRIMARY KEY, Amount DECIMAL(10,2)); INSERT dbo.Orders VALUES (1, 10.5)"
-        subprocess.run([*sqlcmd, "-d", "SalesDemo", "-Q", table], check=True, capture_output=True)
         yield server
-    finally:
-        server.resume()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class Backup:
@@ -251,7 +202,7 @@ models:
 
 
 @pytest.fixture
-def backup(entrypoint_env: dict[str, str], sql_server: SqlServer, tmp_path: Path) -> Backup:
+def backup(entrypoint_env: dict[str, str], sql_server: StandinSqlServer, tmp_path: Path) -> Backup:
     config = Backup(tmp_path, sql_server.port)
     path = Path(entrypoint_env["GOBACKUP_CONFIG"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -459,17 +410,17 @@ def test_options_only_are_the_supervisors(run_entrypoint) -> None:
 
 
 def test_a_stop_waits_for_the_running_backup_while_gobackup_keeps_running(
-    start_entrypoint, backup: Backup, sql_server: SqlServer, tmp_path: Path
+    start_entrypoint, backup: Backup, sql_server: StandinSqlServer, tmp_path: Path
 ) -> None:
     running = start_entrypoint(BACKUP_ENV)
-    wait_until(lambda: answers(backup.web_port), "GoBackup's /status")
+    wait_until(lambda: answers(f"http://127.0.0.1:{backup.web_port}/status"), "GoBackup's /status")
     sql_server.pause()
     api_perform(backup.web_port, backup.model)
     wait_until(backup.running, "the export to start")
     running.stop()
     wait_until(lambda: running.logged("stop requested; waiting for model sales to finish (grace 600 s)"), "the wait")
     assert running.process.poll() is None
-    assert answers(backup.web_port), "GoBackup still runs while the backup does"
+    assert answers(f"http://127.0.0.1:{backup.web_port}/status"), "GoBackup still runs while the backup does"
     sql_server.resume()
     assert running.finish(timeout=60) == 0
     assert "docker-entrypoint: the backup finished; stopping GoBackup" in running.stderr
@@ -480,7 +431,7 @@ def test_a_stop_waits_for_the_running_backup_while_gobackup_keeps_running(
 
 
 def test_a_stopped_one_shot_run_finishes_its_backup_and_exits_with_its_status(
-    start_entrypoint, backup: Backup, sql_server: SqlServer
+    start_entrypoint, backup: Backup, sql_server: StandinSqlServer
 ) -> None:
     sql_server.pause()
     running = start_entrypoint({**BACKUP_ENV, "RUN_MODE": "once"})
@@ -493,10 +444,10 @@ def test_a_stopped_one_shot_run_finishes_its_backup_and_exits_with_its_status(
 
 
 def test_a_grace_that_runs_out_cuts_off_the_backup_naming_it_and_the_next_start_cleans_up(
-    start_entrypoint, run_entrypoint, backup: Backup, sql_server: SqlServer, tmp_path: Path
+    start_entrypoint, run_entrypoint, backup: Backup, sql_server: StandinSqlServer, tmp_path: Path
 ) -> None:
     running = start_entrypoint({**BACKUP_ENV, "STOP_GRACE_PERIOD": "1"})
-    wait_until(lambda: answers(backup.web_port), "GoBackup's /status")
+    wait_until(lambda: answers(f"http://127.0.0.1:{backup.web_port}/status"), "GoBackup's /status")
     sql_server.pause()
     api_perform(backup.web_port, backup.model)
     wait_until(backup.running, "the export to start")
@@ -576,8 +527,8 @@ def test_an_unusable_internal_ca_is_named(run_entrypoint, tmp_path: Path) -> Non
 def test_gobackups_probe_lines_stay_out_of_the_log(daemon, tmp_path: Path) -> None:
     port = free_port()
     with daemon({**REQUIRED_ENV, "GOBACKUP_WEB_PORT": str(port)}, port) as process:
-        assert answers(port, "/metrics")
-        assert answers(port, "/api/config")
+        assert answers(f"http://127.0.0.1:{port}/metrics")
+        assert answers(f"http://127.0.0.1:{port}/api/config")
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=10)
     assert process.returncode == 0

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO
+from .paths import REPO
 
 
 def build_reference(name: str, directory: Path) -> Path:

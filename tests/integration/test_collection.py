@@ -7,7 +7,6 @@ playbooks/deploy.yml deploys it on the dev inventory)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import REPO, VENV_BIN, dev_playbook, dev_stack_vars, scratch_stack
+from sqlserver_backup_testing import REPO, ansible_program, dev_playbook, dev_stack_vars, scratch_stack
 
 ARTIFACT = "sqlserver_backup-backups-1.0.0.tar.gz"
 COLLECTION = "sqlserver_backup.backups"
@@ -94,13 +93,12 @@ PLAYBOOK = """\
 def galaxy(*arguments: str, cwd: Path, collections: Path) -> subprocess.CompletedProcess[str]:
     """ansible-galaxy outside the repository, seeing only the given collections
     path (the repository's own would count the collection as installed)."""
-    return subprocess.run(
-        [str(VENV_BIN / "ansible-galaxy"), *arguments],
+    return ansible_program(
+        "ansible-galaxy",
+        *arguments,
         cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_NOCOLOR": "1"},
+        project_config=False,
+        environment={"ANSIBLE_COLLECTIONS_PATH": str(collections)},
     )
 
 

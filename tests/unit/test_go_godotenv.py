@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from go_references import ask_portref, build_reference
 from sqlserver_backup.go_godotenv import DotenvError, parse_dotenv_text
+from sqlserver_backup_testing import ask_portref
 
 # What godotenv v1.4.0's Parse returns for these lines (asserted against
 # godotenv itself below as well).
@@ -39,11 +39,6 @@ DOTENV_CASES = [
 
 # Lines godotenv refuses: no separator.
 REFUSED = ["K\n", "export K\n", "OK=1\nno separator here\n"]
-
-
-@pytest.fixture(scope="module")
-def portref(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_reference("portref", tmp_path_factory.mktemp("portref"))
 
 
 def test_the_cases_are_what_godotenv_returns(portref: Path) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, ansible_playbook, free_port
+from sqlserver_backup_testing import REPO, VENV_BIN, ansible_playbook, free_port, local_playbook, said, vault_view
 
-ROLES = sorted(path.name for path in (REPO / "roles").iterdir() if path.is_dir())
 EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
 TEST_SECRETS = {
     "vault_minio_backup_access_key": "backup-access-key-4d3c",
@@ -33,39 +32,6 @@ def secret_values() -> list[str]:
     return [v for v in TEST_SECRETS.values() if isinstance(v, str)] + list(
         TEST_SECRETS["vault_mssql_passwords"].values()
     )
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_argument_specs_mirror_the_defaults(role: str) -> None:
-    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
-    spec = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
-    options = spec["argument_specs"]["main"]["options"]
-    assert sorted(options) == sorted(defaults)
-    for name, value in defaults.items():
-        assert options[name].get("default") == value, name
-        assert options[name].get("description"), name
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_every_default_is_commented(role: str) -> None:
-    lines = (REPO / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
-    uncommented = []
-    for index, line in enumerate(lines):
-        if not re.match(r"^[a-z_]+:", line):
-            continue
-        above = index - 1
-        # A run of keys shares the comment above the run.
-        while above >= 0 and (re.match(r"^[a-z_]+:", lines[above]) or lines[above].startswith(" ")):
-            above -= 1
-        if above < 0 or not lines[above].startswith("#"):
-            uncommented.append(line.split(":")[0])
-    assert uncommented == []
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_role_variables_carry_the_role_prefix(role: str) -> None:
-    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
-    assert [name for name in defaults if not name.startswith(f"{role}_")] == []
 
 
 @pytest.fixture(scope="module")
@@ -111,27 +77,8 @@ def production(tmp_path_factory, vault_password_file: Path) -> tuple[Path, subpr
     return out, result
 
 
-def said(result: subprocess.CompletedProcess[str], phrase: str) -> bool:
-    """The phrase appears in Ansible's output, however the YAML callback wrapped it."""
-    return " ".join(phrase.split()) in " ".join(result.stdout.split())
-
-
 def config_of(out: Path, host: str) -> dict:
     return yaml.safe_load((out / host / "gobackup.yml").read_text())
-
-
-def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
-    copied = set()
-    for line in (REPO / "image" / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY ") and "--from=" not in line:
-            copied.update(part for part in line.split()[1:-1] if not part.startswith("artifacts/"))
-    context = yaml.safe_load((REPO / "roles" / "backup_image" / "vars" / "main.yml").read_text())
-    build_files = set(context["_backup_image_build_files"])
-    assert copied - {"sqlserver_backup"} <= build_files
-    assert "sqlserver_backup" in copied, "the package's modules follow the fileglob of the role"
-    files = {path.name for path in (REPO / "image").iterdir() if path.is_file() and path.suffix != ".md"}
-    assert build_files == files, "every image file is used"
-    assert "*.py" in context["_backup_image_package_files"]
 
 
 def test_each_host_gets_its_own_models_and_paths(production) -> None:
@@ -523,11 +470,6 @@ def test_an_entry_names_one_database_or_all(tmp_path: Path, vault_password_file:
     assert said(result, "and either database or all_databases: true"), result.stdout[-3000:]
 
 
-def vault_view(path: Path, password_file: Path) -> str:
-    command = [str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file", str(password_file)]
-    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=True).stdout
-
-
 @pytest.mark.parametrize("inventory", ["staging", "production"])
 def test_each_example_host_has_its_own_vaulted_backup_key(vault_password_file: Path, inventory: str) -> None:
     group_vault = REPO / "inventories" / inventory / "group_vars" / "backup_hosts" / "vault.yml"
@@ -541,24 +483,9 @@ def test_each_example_host_has_its_own_vaulted_backup_key(vault_password_file: P
     assert "vault_minio_backup_access_key" not in group, "no key shared by the group"
 
 
-def test_the_production_example_keeps_the_pinned_checksums() -> None:
-    text = (REPO / "inventories" / "production" / "group_vars" / "backup_hosts" / "vars.yml").read_text()
-    assert "checksum" not in text, "a checksum is not a secret: the role's pinned default applies"
-
-
 def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file: Path) -> None:
-    result = ansible_playbook(
-        "-i",
-        str(REPO / "inventories" / "production"),
-        "--vault-password-file",
-        str(vault_password_file),
-        "-e",
-        "ansible_connection=local",
-        "-e",
-        "ansible_become=false",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(REPO / "playbooks" / "minio_setup.yml"),
+    result = local_playbook(
+        "minio_setup.yml", REPO / "inventories" / "production", "--vault-password-file", str(vault_password_file)
     )
     assert result.returncode != 0
     assert said(result, "still holds the placeholder CHANGE_ME")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import VENV_BIN, free_port
 from sqlserver_backup import proof_scheduler as proof
 from sqlserver_backup import restore_rules, status
+from sqlserver_backup_testing import VENV_BIN, StandinSqlServer, free_port, standin_sql_server, wait_until
 
 DAY = 86400
 PASSWORD = "Str0ngSecretPassw0rd"
@@ -387,38 +387,10 @@ def test_backup_status_prints_the_table_and_json_and_exits_by_the_targets(host: 
 # --- backup-coverage against the SQL Server stand-in --------------------------------------------
 
 
-class SqlServer:
-    def __init__(self, port: int, sqlcmd: list[str], process: subprocess.Popen) -> None:
-        self.port, self.sqlcmd, self.process = port, sqlcmd, process
-
-    def query(self, text: str) -> str:
-        result = subprocess.run([*self.sqlcmd, "-Q", text], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-
 @pytest.fixture
-def sql_server(tmp_path: Path, standin_bin: Path) -> Iterator[SqlServer]:
-    port, data = free_port(), tmp_path / "mssql"
-    data.mkdir()
-    environment = {"ACCEPT_EULA": "Y", "MSSQL_SA_PASSWORD": PASSWORD, "MSSQL_DATA_DIR": str(data)}
-    process = subprocess.Popen(
-        [str(standin_bin / "mssql-standin")],
-        env={**environment, "MSSQL_TCP_PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sqlcmd = [str(standin_bin / "sqlcmd"), "-S", f"127.0.0.1,{port}", "-U", "sa", "-P", PASSWORD, "-C", "-b"]
-    server = SqlServer(port, sqlcmd, process)
-    try:
-        deadline = time.monotonic() + 20
-        while subprocess.run([*sqlcmd, "-Q", "SELECT 1"], capture_output=True, check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the SQL Server stand-in did not start"
-            time.sleep(0.1)
+def sql_server(tmp_path: Path, standin_bin: Path) -> Iterator[StandinSqlServer]:
+    with standin_sql_server(standin_bin, PASSWORD, tmp_path / "mssql") as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def recording_sqlcmd(host: dict[str, Path], standin_bin: Path) -> Path:
@@ -436,7 +408,7 @@ def recording_sqlcmd(host: dict[str, Path], standin_bin: Path) -> Path:
 
 
 def test_backup_coverage_lists_the_source_server_with_sqlcmd(
-    host: dict[str, Path], sql_server: SqlServer, standin_bin: Path
+    host: dict[str, Path], sql_server: StandinSqlServer, standin_bin: Path
 ) -> None:
     for name in ("SalesDemo", "NewDb", "ReportServer", "SalesDemo_replaced_20261201020304"):
         sql_server.query(f"CREATE DATABASE [{name}]")
@@ -666,10 +638,7 @@ def test_a_stop_lets_a_drill_finish_then_stops_it_then_kills_it(capsys, script: 
     now[0] += 1
     scheduler.step()
     _, process = scheduler.drill
-    deadline = time.monotonic() + 10
-    while "started" not in process.lines:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: "started" in process.lines, "the drill to start", timeout=10, interval=0.05)
     began = time.monotonic()
     scheduler.shutdown()
     took = time.monotonic() - began
@@ -750,11 +719,8 @@ def test_the_scheduler_drills_alerts_and_stops_on_sigterm(host: dict[str, Path],
     }
     process = subprocess.Popen([scheduler, "--config", str(config)], env=environment, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while not receiver.requests:
-            assert process.poll() is None, process.communicate(timeout=5)
-            assert time.monotonic() < deadline, "no alert within 20 s"
-            time.sleep(0.1)
+        wait_until(lambda: receiver.requests or process.poll() is not None, "an alert", timeout=20)
+        assert receiver.requests, process.communicate(timeout=5)
     finally:
         process.send_signal(signal.SIGTERM)
         _, log = process.communicate(timeout=30)

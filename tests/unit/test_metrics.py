@@ -1,26 +1,20 @@
 """Prometheus metrics of the backups (image/sqlserver_backup/metrics.py): per
 model the last success and failure, the last duration and the size of the last
 archive, per database the restore drills and per source server the uncovered
-databases, scraped from the one port the backup container publishes, while
-GoBackup's /api/* stays unreachable from outside. Unit tests first (the
-exporter, then its HTTP handler on this machine), then one stack of its own
-(deployed by playbooks/deploy.yml with metrics on) for the rest."""
+databases. The exporter, then its HTTP handler on this machine; the port the
+backup container publishes is tests/integration/test_metrics_stack.py's."""
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
-from conftest import dev_playbook, dev_stack_vars, scratch_stack
-from minio import Minio
 from sqlserver_backup import metrics, state_files
+from sqlserver_backup_testing import metric_samples, request
 
 DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
 # The Accept header of a Prometheus 2 scrape.
@@ -58,11 +52,6 @@ def upstream(success: float = 0, failure: float = 0, count: int = 0, total: floa
     return "\n".join(lines) + "\n"
 
 
-def series(text: str) -> dict[str, float]:
-    """'name{labels}' -> value of every sample (labels as the exposition writes them)."""
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^([^#\s]\S*) (\S+)$", text, re.MULTILINE)}
-
-
 def sales(values: dict[str, float]) -> dict[str, float]:
     """The series of model sales alone: family name without sqlserver_backup_ -> value."""
     found = (re.fullmatch(r'sqlserver_backup_(\w+)\{model="sales"\}', name) for name in values)
@@ -81,11 +70,11 @@ def test_success_failure_duration_and_size_per_model(tmp_path: Path, monkeypatch
     monkeypatch.setenv("TZ", "UTC")
     source = exporter(tmp_path, [upstream(), upstream(success=1000, count=1, total=4.5)], sizes=[12345])
     source.poll()
-    first = series(source.render())
+    first = metric_samples(source.render())
     assert first['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 0
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in first
     source.poll()
-    after = series(source.render())
+    after = metric_samples(source.render())
     assert sales(after) == {
         "last_success_timestamp_seconds": 1000,
         "last_failure_timestamp_seconds": 0,
@@ -128,9 +117,9 @@ def test_the_duration_is_the_last_runs_even_across_a_gobackup_restart(tmp_path: 
     durations = []
     for _ in range(3):
         source.poll()
-        durations.append(sales(series(source.render()))["last_duration_seconds"])
+        durations.append(sales(metric_samples(source.render()))["last_duration_seconds"])
     assert durations == [10.0, 3.0, 2.0]
-    final = sales(series(source.render()))
+    final = sales(metric_samples(source.render()))
     assert final["last_success_timestamp_seconds"] == 1000, "kept over the restart"
     assert final["last_failure_timestamp_seconds"] == 1100
 
@@ -141,8 +130,8 @@ def test_what_is_known_survives_the_exporter_and_gobackup(tmp_path: Path, monkey
     first.poll()
     again = exporter(tmp_path, [upstream()])  # GoBackup started over too: it knows of no run
     again.poll()
-    values = sales(series(again.render()))
-    assert values == sales(series(first.render()))
+    values = sales(metric_samples(again.render()))
+    assert values == sales(metric_samples(first.render()))
     assert values["last_success_timestamp_seconds"] == 1000
     assert values["last_archive_size_bytes"] == 77
     assert values["last_duration_seconds"] == 4.0
@@ -160,14 +149,14 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
     source = metrics.Exporter(DOCUMENT, tmp_path / "state.json", refuse, broken)
     source.poll()
     source.poll()
-    assert series(source.render())["sqlserver_backup_scheduler_up"] == 0
+    assert metric_samples(source.render())["sqlserver_backup_scheduler_up"] == 0
     source.fetch = lambda: upstream(success=1000)
     source.poll()
     source.poll()
     errors = capsys.readouterr().err
     assert errors.count("GoBackup's scheduler does not answer") == 1, "said once, not every few seconds"
     assert errors.count("cannot read the size of model sales's last archive") == 1
-    assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in series(source.render())
+    assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in metric_samples(source.render())
 
 
 def test_an_unreadable_reading_is_reported_once_and_the_rest_still_served(tmp_path: Path, capsys) -> None:
@@ -175,7 +164,7 @@ def test_an_unreadable_reading_is_reported_once_and_the_rest_still_served(tmp_pa
     for _ in range(4):
         source.poll()
     assert capsys.readouterr().err.count("cannot parse GoBackup's /metrics") == 1
-    values = series(source.render())
+    values = metric_samples(source.render())
     assert values["sqlserver_backup_scheduler_up"] == 1
     assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
     assert values['gobackup_last_timestamp{model="sales",status="success"}'] == 1000, "the last good reading"
@@ -225,7 +214,7 @@ def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: P
     )
     settings = {"models": {"sales": {"rpo_grace_seconds": 600, "proven_within_days": 2}}}
     source = metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None, restore_settings=settings)
-    values = series(source.render())
+    values = metric_samples(source.render())
     sales, hr, payroll = (
         'database="SalesDemo",model="sales"',
         'database="HR",model="everything"',
@@ -251,14 +240,14 @@ def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: P
     assert values["sqlserver_backup_coverage_check_success"] == 1
 
     state_files.write_state("coverage.json", {"checked_at": 8000.0, "servers": [{"server": "x", "error": "down"}]})
-    values = series(source.render())
+    values = metric_samples(source.render())
     assert values["sqlserver_backup_coverage_check_success"] == 0, "read again at each scrape"
     assert not [name for name in values if name.startswith("sqlserver_backup_database_uncovered")]
 
 
 def test_before_any_drill_or_check_every_database_is_never_proven(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(state_files, "STATE_DIR", tmp_path)
-    values = series(metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None).render())
+    values = metric_samples(metrics.Exporter(PROOF_DOCUMENT, tmp_path / "state.json", None).render())
     proofs = {name: value for name, value in values.items() if name.startswith("sqlserver_backup_drill_")}
     assert proofs == {
         'sqlserver_backup_drill_last_success_timestamp_seconds{database="SalesDemo",model="sales"}': 0,
@@ -267,18 +256,6 @@ def test_before_any_drill_or_check_every_database_is_never_proven(tmp_path: Path
     }, "an all_databases model's databases appear with the first coverage check"
     assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 0
     assert values["sqlserver_backup_coverage_check_success"] == 0
-
-
-def request(host: str, port: int, path: str, method: str = "GET", accept: str = "") -> tuple[int, str, str]:
-    """(status, body, Content-Type) of one request."""
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        headers = {"Accept": accept} if accept else {}
-        connection.request(method, path, body=b"model=sales" if method == "POST" else None, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace"), response.getheader("Content-Type", "")
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -303,7 +280,7 @@ def served(tmp_path: Path) -> Iterator[int]:
 def test_get_metrics_answers_in_the_format_asked_for(served: int, accept: str, content_type: str) -> None:
     status, text, served_type = request("127.0.0.1", served, "/metrics", accept=accept)
     assert (status, served_type) == (200, content_type)
-    values = series(text)
+    values = metric_samples(text)
     assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
     assert values['sqlserver_backup_last_duration_seconds{model="sales"}'] == 4.5
     assert values['gobackup_total_attempts{model="sales",status="success"}'] == 1, "the same name in both formats"
@@ -316,136 +293,3 @@ def test_get_metrics_answers_in_the_format_asked_for(served: int, accept: str, c
 )
 def test_everything_but_get_metrics_is_404(served: int, method: str, path: str) -> None:
     assert request("127.0.0.1", served, path, method)[0] == 404
-
-
-# --- The deployed stack ----------------------------------------------------------------
-
-METRICS_PORT = 31649
-MINIO_PORT = 31648
-BUCKET = "sqlserver-backups"
-STACK_VARS = {
-    **dev_stack_vars("metrics", mssql_port=31647, minio_port=MINIO_PORT),
-    "backup_image_tag": "metrics",
-    "backup_stack_metrics_enabled": True,
-    "backup_stack_metrics_port": METRICS_PORT,
-}
-PROJECT = STACK_VARS["backup_stack_project"]
-ROOT = Path(STACK_VARS["backup_stack_dir"]).parent
-BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
-PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost"
-OUTPUTS: list[str] = []
-
-
-def deploy(**overrides: object) -> None:
-    result = dev_playbook("deploy.yml", STACK_VARS, overrides)
-    OUTPUTS.append(result.stdout + result.stderr)
-    assert result.returncode == 0, result.stdout[-4000:]
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with scratch_stack(STACK_VARS):
-        deploy()
-        yield docker.from_env()
-
-
-def scrape() -> dict[str, float]:
-    status, text, _ = request("127.0.0.1", METRICS_PORT, "/metrics")
-    assert status == 200
-    return series(text)
-
-
-def wait_for(condition, what: str, seconds: float = 120) -> dict[str, float]:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            values = scrape()
-        except OSError:
-            values = {}
-        if values and condition(values):
-            return values
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
-
-
-def perform_in_scheduler(client: docker.DockerClient, model: str) -> None:
-    """A run of the scheduler itself, through its loopback API inside the
-    container (a `docker exec gobackup perform` is a process of its own)."""
-    code = (
-        "import urllib.request; urllib.request.urlopen(urllib.request.Request("
-        f"'http://127.0.0.1:2703/api/perform', data=b'model={model}'), timeout=10)"
-    )
-    result = client.containers.get(BACKUP).exec_run(["python3", "-c", code])
-    assert result.exit_code == 0, result.output.decode()
-
-
-SUCCESS = 'sqlserver_backup_last_success_timestamp_seconds{model="sales"}'
-FAILURE = 'sqlserver_backup_last_failure_timestamp_seconds{model="sales"}'
-DURATION = 'sqlserver_backup_last_duration_seconds{model="sales"}'
-SIZE = 'sqlserver_backup_last_archive_size_bytes{model="sales"}'
-
-
-def test_a_success_then_a_failure_of_a_model(stack: docker.DockerClient) -> None:
-    before = wait_for(lambda values: values["sqlserver_backup_scheduler_up"] == 1, "the scheduler is read")
-    perform_in_scheduler(stack, "sales")
-    done = wait_for(lambda v: v[SUCCESS] > before[SUCCESS] and SIZE in v, "the success and the archive's size")
-    assert done[FAILURE] == 0
-    assert done[DURATION] > 0
-    password = (ROOT / "secrets" / "minio_root_password").read_text().split()[0]
-    bucket = Minio(f"127.0.0.1:{MINIO_PORT}", "minio-admin", password, secure=False)
-    objects = {o.object_name: o.size for o in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/sales/")}
-    newest = max(name for name in objects if name.endswith(".tar"))
-    assert done[SIZE] == objects[newest], "the size of the archive in MinIO"
-    assert done['gobackup_total_attempts{model="sales",status="success"}'] >= 1
-
-    stack.containers.get(MINIO).stop(timeout=5)
-    try:
-        perform_in_scheduler(stack, "sales")
-        failed = wait_for(lambda v: v[FAILURE] > done[SUCCESS], "the failure while MinIO is down")
-    finally:
-        stack.containers.get(MINIO).start()
-    assert failed[SUCCESS] == done[SUCCESS]
-    assert failed[SIZE] == done[SIZE], "the size stays that of the last archive"
-    assert failed[FAILURE] >= failed[SUCCESS]
-    assert failed[DURATION] > 0
-    assert failed['gobackup_total_attempts{model="sales",status="failure"}'] == 1
-
-
-def test_only_metrics_answer_from_outside(stack: docker.DockerClient) -> None:
-    backup = stack.containers.get(BACKUP)
-    address = next(iter(backup.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    assert backup.attrs["HostConfig"]["PortBindings"] == {
-        f"{METRICS_PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(METRICS_PORT)}]
-    }, "the metrics port is the only one published"
-    for host in ("127.0.0.1", address):
-        assert request(host, METRICS_PORT, "/metrics")[0] == 200
-        for path in ("/api/config", "/api/list?model=sales", "/api/log", "/status", "/", "/index.html", "/x"):
-            assert request(host, METRICS_PORT, path)[0] == 404, f"{host} {path}"
-        assert request(host, METRICS_PORT, "/api/perform", "POST")[0] == 404
-        with pytest.raises(ConnectionRefusedError):
-            request(host, 2703, "/api/config")
-    inside = backup.exec_run(["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:2703/status')"])
-    assert inside.exit_code == 0, "GoBackup's web server is still there for the health check, on the loopback"
-
-
-def test_the_metrics_outlive_a_restart(stack: docker.DockerClient) -> None:
-    before = scrape()
-    stack.containers.get(BACKUP).restart(timeout=30)
-    after = wait_for(lambda values: values["sqlserver_backup_scheduler_up"] == 1, "metrics after the restart")
-    for name in (SUCCESS, FAILURE, DURATION, SIZE):
-        assert after[name] == before[name], name
-    logs = stack.containers.get(BACKUP).logs().decode()
-    assert f"backup-metrics: serving /metrics on 0.0.0.0:{METRICS_PORT}" in logs
-    assert "Traceback" not in logs
-    secrets = [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
-    assert not [value for value in secrets if value in logs + "\n".join(OUTPUTS)]
-
-
-def test_without_metrics_no_port_is_published(stack: docker.DockerClient) -> None:
-    deploy(backup_stack_metrics_enabled=False)
-    backup = stack.containers.get(BACKUP)
-    assert not backup.attrs["HostConfig"]["PortBindings"]
-    assert not backup.attrs["Config"].get("ExposedPorts")
-    assert not any(value.startswith("METRICS_PORT=") for value in backup.attrs["Config"]["Env"])
-    processes = backup.exec_run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).output.decode()
-    assert "backup-metrics" not in processes

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import tomllib
-from conftest import REPO
+from sqlserver_backup_testing import REPO
 
 PYPROJECT = tomllib.loads((REPO / "image" / "pyproject.toml").read_text())
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s\\]+)", re.MULTILINE)

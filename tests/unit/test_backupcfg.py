@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN
 from sqlserver_backup import gobackup_env
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.gobackup_config import endpoints, gobackup_config_problems, load
 from sqlserver_backup.gobackup_env import SECRET_VARIABLES, resolve_file_env
 from sqlserver_backup.notify_settings import NOTIFY_PLAIN_SETTINGS, redact, secret_values
+from sqlserver_backup_testing import REPO, VENV_BIN
 
 
 def write_config(tmp_path: Path, text: str, dotenv: str = "") -> Path:

@@ -13,14 +13,12 @@ import re
 import subprocess
 import sys
 import tarfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
-from conftest import REPO, TEST_VARS, ansible_playbook, standins_only
 from minio import Minio
 from minio.error import S3Error
 from minio.minioadmin import MinioAdmin
@@ -28,6 +26,7 @@ from minio.objectlockconfig import COMPLIANCE, DAYS, GOVERNANCE, ObjectLockConfi
 from minio.retention import Retention
 from minio.versioningconfig import SUSPENDED, VersioningConfig
 from sqlserver_backup import archives, s3
+from sqlserver_backup_testing import REPO, TEST_VARS, ansible_playbook, base_image, standins_only, wait_until
 
 ROOT = Path("/tmp/sqlserver-backup-lock")
 PORT = 31910
@@ -113,7 +112,7 @@ def minio() -> Minio:
             {
                 "minio_image_tag": IMAGE_TAG,
                 "minio_image_build_dir": str(ROOT / "minio-build"),
-                "minio_image_base": yaml.safe_load(TEST_VARS.read_text()).get("backup_image_base", "ubuntu:22.04"),
+                "minio_image_base": base_image("minio_image"),
                 "ansible_python_interpreter": sys.executable,
             }
         ),
@@ -131,14 +130,15 @@ def minio() -> Minio:
     )
     root = Minio(f"127.0.0.1:{PORT}", ROOT_USER, ROOT_PASSWORD, secure=False)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def lists_buckets() -> bool:
             try:
                 root.list_buckets()
-                break
             except Exception:
-                assert time.monotonic() < deadline, container.logs().decode()[-2000:]
-                time.sleep(0.3)
+                return False
+            return True
+
+        wait_until(lists_buckets, lambda: container.logs().decode()[-2000:], 60, interval=0.3)
         yield root
     finally:
         container.remove(force=True, v=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 import docker
 import pytest
 import urllib3
-from conftest import REPO, ansible_playbook, dev_playbook, dev_stack_vars, scratch_stack
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from minio import Minio
 from minio.error import S3Error
 from minio.versioningconfig import ENABLED, SUSPENDED, VersioningConfig
+from sqlserver_backup_testing import REPO, ansible_playbook, dev_playbook, dev_stack_vars, scratch_stack, wait_until
 
 IMAGE = "sqlserver-backup:1.0.0"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W", "-s", "|"]
@@ -163,13 +163,6 @@ def run_once(client: docker.DockerClient, workdir: Path, volumes: dict | None = 
         return status, container.logs().decode()
     finally:
         container.remove(force=True)
-
-
-def wait_until(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
 
 
 def running_jobs(workdir: Path) -> list[Path]:
@@ -503,10 +496,13 @@ def test_a_stop_waits_for_the_running_export_and_loses_nothing(stack, client, bu
         wait_until(
             lambda: "inventory" in backup.exec_run(["sh", "-c", "ls /tmp/gobackup/[0-9]*/"]).output.decode(),
             "the export started",
+            interval=0.5,
         )
         stopper = threading.Thread(target=backup.stop, kwargs={"timeout": 600})
         stopper.start()
-        wait_until(lambda: "waiting for model inventory" in backup.logs(since=since).decode(), "the stop waits")
+        wait_until(
+            lambda: "waiting for model inventory" in backup.logs(since=since).decode(), "the stop waits", interval=0.5
+        )
         time.sleep(2)
         backup.reload()
         assert backup.status == "running", "the stop did not cut the export off"
@@ -518,7 +514,12 @@ def test_a_stop_waits_for_the_running_export_and_loses_nothing(stack, client, bu
     assert backup.attrs["State"]["ExitCode"] == 0, backup.logs(since=since).decode()[-2000:]
     assert len(archives(bucket, "inventory")) == len(before) + 1, "the export finished and was uploaded"
     backup.start()
-    wait_until(lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy", "healthy", 120)
+    wait_until(
+        lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy",
+        "healthy",
+        120,
+        interval=0.5,
+    )
 
 
 def test_an_idle_stop_exits_0(stack, client) -> None:
@@ -527,7 +528,12 @@ def test_an_idle_stop_exits_0(stack, client) -> None:
     backup.reload()
     assert backup.attrs["State"]["ExitCode"] == 0
     backup.start()
-    wait_until(lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy", "healthy", 120)
+    wait_until(
+        lambda: client.containers.get(BACKUP).attrs["State"]["Health"]["Status"] == "healthy",
+        "healthy",
+        120,
+        interval=0.5,
+    )
 
 
 def test_a_grace_that_runs_out_names_the_model_and_the_next_start_cleans_up(stack, client, tmp_path) -> None:
@@ -539,7 +545,7 @@ def test_a_grace_that_runs_out_names_the_model_and_the_next_start_cleans_up(stac
             client, workdir, STOP_GRACE_PERIOD="3", SKIP_HEALTH_CHECK="true", BACKUP_MODEL="gracecase"
         )
         try:
-            wait_until(lambda: running_jobs(workdir), "the export started")
+            wait_until(lambda: running_jobs(workdir), "the export started", interval=0.5)
             container.stop(timeout=60)
             log = container.logs().decode()
             assert container.wait(timeout=10)["StatusCode"] != 0
@@ -641,7 +647,7 @@ def test_minio_over_https_with_an_internal_ca(stack, client, tmp_path) -> None:
             except (urllib3.exceptions.HTTPError, S3Error, OSError):
                 return False
 
-        wait_until(ready, "MinIO over HTTPS answers")
+        wait_until(ready, "MinIO over HTTPS answers", interval=0.5)
         trusted = {
             "MINIO_ENDPOINT": "https://minio-tls:9000",
             "MINIO_BUCKET": "tls-backups",
@@ -773,6 +779,7 @@ def test_sql_server_going_away_mid_export_fails_clearly_and_uploads_nothing(stac
         wait_until(
             lambda: "inventory" in backup.exec_run(["sh", "-c", "ls /tmp/gobackup/[0-9]*/"]).output.decode(),
             "the export started",
+            interval=0.5,
         )
         time.sleep(2)
     finally:
@@ -791,6 +798,7 @@ def test_sql_server_going_away_mid_export_fails_clearly_and_uploads_nothing(stac
             lambda: client.containers.get(MSSQL).attrs["State"].get("Health", {}).get("Status") == "healthy",
             "SQL Server is back",
             120,
+            interval=0.5,
         )
 
 
@@ -829,7 +837,7 @@ def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, clien
             )
         )
         reader.start()
-        wait_until(lambda: "[MinIO] -> Uploading" in "".join(output), "the upload started", 120)
+        wait_until(lambda: "[MinIO] -> Uploading" in "".join(output), "the upload started", 120, interval=0.5)
         time.sleep(2)
     finally:
         minio.kill()
@@ -847,6 +855,7 @@ def test_minio_stopping_mid_upload_fails_the_run_but_not_the_daemon(stack, clien
         lambda: client.containers.get(MINIO).attrs["State"].get("Health", {}).get("Status") == "healthy",
         "MinIO is back",
         60,
+        interval=0.5,
     )
     assert archives(bucket, "sales") == before, "no object, whole or partial, at the archive's key"
     playbook("backup_now.yml", "-e", "backup_now_models=sales")
@@ -877,6 +886,7 @@ def test_a_container_killed_mid_upload_leaves_no_object_and_the_next_run_cleans_
             lambda: any(bucket._list_parts(BUCKET, up.object_name, up.upload_id).parts for up in uploads()),
             "a part of the upload reached MinIO",
             300,
+            interval=0.5,
         )
         cut.kill()
     finally:
@@ -944,10 +954,9 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, client, bucke
         return backup.logs().decode().count("[Model: sales] WorkDir")
 
     def wait_for_runs(count: int) -> None:
-        deadline = time.monotonic() + 60 * (count - runs() + 2)
-        while runs() < count:
-            assert time.monotonic() < deadline, backup.logs().decode()[-3000:]
-            time.sleep(5)
+        wait_until(
+            lambda: runs() >= count, lambda: backup.logs().decode()[-3000:], 60 * (count - runs() + 2), interval=5
+        )
         time.sleep(5)  # let the upload and pruning of the last run finish
 
     wait_for_runs(runs() + 3)
@@ -982,7 +991,9 @@ def test_a_lost_state_volume_is_recovered_from_the_bucket(stack, client, bucket)
     assert len(before) >= 2
     playbook("deploy.yml", "-e", json.dumps({"backup_config_databases": MINUTE_SCHEDULE}))
     backup = client.containers.get(BACKUP)
-    wait_until(lambda: "[Cycler] Removed" in backup.logs().decode(), "the first run after the loss pruned", 240)
+    wait_until(
+        lambda: "[Cycler] Removed" in backup.logs().decode(), "the first run after the loss pruned", 240, interval=0.5
+    )
     time.sleep(3)
     after = archives(bucket, "sales")
     assert len(after) == 2, (before, after)
@@ -999,16 +1010,10 @@ def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_suc
         # GoBackup logs it under the tag set last (e.g. "[Notifier] Failed to perform: ...").
         return len(re.findall(r"\] Failed to perform: ", backup.logs().decode()))
 
-    def wait(condition, what: str) -> None:
-        deadline = time.monotonic() + 150
-        while not condition():
-            assert time.monotonic() < deadline, what
-            time.sleep(3)
-
     failed_before = failures()
     client.containers.get(MINIO).stop()
     try:
-        wait(lambda: failures() > failed_before, "a scheduled run failed while MinIO was down")
+        wait_until(lambda: failures() > failed_before, "a scheduled run failed while MinIO was down", 150, interval=3)
         probe = backup.exec_run(["docker-healthcheck"])
         assert probe.exit_code == 1
         assert "the last backup of model" in probe.output.decode()
@@ -1017,7 +1022,12 @@ def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_suc
         assert backup.status == "running", "the daemon keeps running"
     finally:
         client.containers.get(MINIO).start()
-    wait(lambda: backup.exec_run(["docker-healthcheck"]).exit_code == 0, "healthy again after the next run")
+    wait_until(
+        lambda: backup.exec_run(["docker-healthcheck"]).exit_code == 0,
+        "healthy again after the next run",
+        150,
+        interval=3,
+    )
 
 
 def test_no_secret_leaks_anywhere(stack, client) -> None:

@@ -27,14 +27,13 @@ import bcrypt
 import docker
 import pytest
 import yaml
-from conftest import REPO, TEST_VARS, ansible_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlserver_backup_testing import REPO, ansible_playbook, base_image, collection_plugin, local_playbook, said
 
-sys.path.insert(0, str(REPO / "plugins" / "filter"))
-import registry_htpasswd
+registry_htpasswd = collection_plugin("filter", "registry_htpasswd")
 
 PREFIX = "sqlserver-backup-regtest"
 PORT = 25443
@@ -50,12 +49,6 @@ USERS = {"pusher": "Pu5h-Only-Passw0rd-x1", "site": "S1te-Only-Passw0rd-y2"}
 NEW_SITE_PASSWORD = "R3ad-Rotated-Passw0rd-z3"
 OUTPUTS: list[str] = []  # everything Ansible printed, checked for secrets at the end
 SEEN_SECRETS: set[str] = set()  # hashes and key lines written during the tests
-
-
-def base_image() -> str:
-    """The base the tests build on: the test vars' choice, else the role's default."""
-    defaults = yaml.safe_load((REPO / "roles" / "registry_image" / "defaults" / "main.yml").read_text())
-    return yaml.safe_load(TEST_VARS.read_text()).get("backup_image_base", defaults["registry_image_base"])
 
 
 def name(common_name: str) -> x509.Name:
@@ -181,7 +174,7 @@ def site(tmp_path_factory, client: docker.DockerClient) -> Site:
         )
     )
     variables = {
-        "registry_image_base": base_image(),
+        "registry_image_base": base_image("registry_image"),
         "registry_image_name": IMAGE_NAME,
         "registry_image_build_dir": str(directory / "build"),
         "registry_container_name": CONTAINER,
@@ -403,7 +396,7 @@ def test_new_passwords_and_certificates_reach_the_running_registry(
 def test_bad_settings_are_named_before_anything_is_built(site: Site, overrides: dict, reason: str) -> None:
     result = site.run(overrides)
     assert result.returncode != 0
-    assert reason in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert said(result, reason), result.stdout[-3000:]
     assert "go_program_image" not in result.stdout, "the settings are checked before the build"
     assert "Long-Secret-" not in result.stdout + result.stderr
     assert "Str0ng-Passw0rd-q" not in result.stdout + result.stderr
@@ -420,23 +413,10 @@ def test_the_staging_example_refuses_its_placeholders(site: Site, tmp_path: Path
     site.ca.issue(inventory / "files", "registry-staging")
     password_file = tmp_path / "vault-password"
     password_file.write_text("example-vault-password")  # documented in the README
-    result = ansible_playbook(
-        "-i",
-        str(inventory),
-        "--vault-password-file",
-        str(password_file),
-        "-e",
-        "ansible_connection=local",
-        "-e",
-        "ansible_become=false",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(REPO / "playbooks" / "registry.yml"),
-    )
+    result = local_playbook("registry.yml", inventory, "--vault-password-file", str(password_file))
     assert result.returncode != 0
-    text = " ".join(result.stdout.split())
-    assert "registry_users[0] (publisher).password still holds the placeholder CHANGE_ME" in text, result.stdout
-    assert "registry_users[1] (site).password still holds the placeholder CHANGE_ME" in text
+    assert said(result, "registry_users[0] (publisher).password still holds the placeholder CHANGE_ME"), result.stdout
+    assert said(result, "registry_users[1] (site).password still holds the placeholder CHANGE_ME")
 
 
 USERS_LIST = [{"name": user, "password": password} for user, password in USERS.items()]

@@ -1,7 +1,7 @@
 """backup-supervisor's logic without Docker and without waiting: GoBackup, the
 relay and the helpers are fakes, time is a fake clock that moves only when
 the supervisor sleeps, and a stop request or a backup's end is an event on
-that clock. tests/test_entrypoint.py runs the real thing end to end."""
+that clock. tests/unit/test_entrypoint.py runs the real thing end to end."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlserver_backup import supervisor
 from sqlserver_backup.supervisor import Fatal, RelayKeeper, Settings, StopRequest, Supervisor
+from sqlserver_backup_testing import wait_until
 
 CONFIG = Path("/etc/gobackup/gobackup.yml")
 PIDS = itertools.count(1000)
@@ -298,21 +299,14 @@ class RelaySpawn:
         return self.relays[-1]
 
 
-def eventually(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_a_relay_that_crashes_after_its_start_is_started_again(capsys) -> None:
     clock, spawn = FakeClock(), RelaySpawn()
     keeper = RelayKeeper(["notify-relay", str(CONFIG)], spawn, clock)
     keeper.start()
-    eventually(lambda: len(spawn.relays) == 1)
+    wait_until(lambda: len(spawn.relays) == 1, "the relay's start", 5, interval=0.01)
     clock.sleep(supervisor.RELAY_MIN_UPTIME_SECONDS)
     spawn.relays[0].ended.set()  # killed: out of memory, say
-    eventually(lambda: len(spawn.relays) == 2)
+    wait_until(lambda: len(spawn.relays) == 2, "the relay's second start", 5, interval=0.01)
     assert keeper.alive()
     keeper.stop()
     assert not keeper.alive()
@@ -325,9 +319,9 @@ def test_a_relay_that_stops_at_once_is_not_started_again(capsys) -> None:
     clock, spawn = FakeClock(), RelaySpawn()
     keeper = RelayKeeper(["notify-relay", str(CONFIG)], spawn, clock)
     keeper.start()
-    eventually(lambda: len(spawn.relays) == 1)
+    wait_until(lambda: len(spawn.relays) == 1, "the relay's start", 5, interval=0.01)
     spawn.relays[0].ended.set()  # its port taken, say
-    eventually(lambda: not keeper.alive())
+    wait_until(lambda: not keeper.alive(), "the keeper to give up", 5, interval=0.01)
     assert len(spawn.relays) == 1
     assert logged(capsys) == [
         "docker-entrypoint: error: the notification relay stopped within 5 s of its start (reason above);"
@@ -361,7 +355,7 @@ def test_a_real_group_is_stopped_with_what_gobackup_started() -> None:
     sleeper = int(child.stdout.readline())
     child.signal(signal.SIGTERM, group=True)
     assert child.wait() == 128 + signal.SIGTERM
-    eventually(lambda: process_state(sleeper) in (None, "Z"))
+    wait_until(lambda: process_state(sleeper) in (None, "Z"), "the background sleep to end", 5, interval=0.01)
 
 
 def process_state(pid: int) -> str | None:

@@ -6,7 +6,6 @@ only, naming the host, the reason and the variable that fixes it."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook
+from sqlserver_backup_testing import FLEET_PLAYBOOK, ansible_playbook, fleet_connection, fleet_vars, play_recap, said
 
-FLEET_PLAYBOOK = REPO / "tests" / "fleet" / "hosts.yml"
 FLEET_NETWORK = "sqlserver-backup-dhtest"
 HOSTS = {
     "bare-1": {"address": "10.213.78.11", "kind": "bare"},
@@ -30,7 +28,6 @@ PLAYBOOK = """\
   roles:
     - role: docker_host
 """
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
 
 
 @dataclass
@@ -59,37 +56,19 @@ class Fleet:
         )
 
 
-def recap(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
-    keys = ("ok", "changed", "unreachable", "failed", "skipped")
-    return {m[0]: dict(zip(keys, map(int, m[1:]), strict=True)) for m in RECAP.findall(result.stdout)}
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """One bare host and one with Docker, started by the fleet's own playbook
     and removed after the module."""
     directory = tmp_path_factory.mktemp("docker-host-fleet")
-    fleet_vars = directory / "fleet-vars.yml"
-    fleet_vars.write_text(
-        yaml.safe_dump(
-            {
-                "fleet_dir": str(directory),
-                "fleet_network": FLEET_NETWORK,
-                "fleet_subnet": "10.213.78.0/24",
-                "fleet_hosts": [{"name": name, **host} for name, host in HOSTS.items()],
-            }
-        )
-    )
+    hosts = [{"name": name, **host} for name, host in HOSTS.items()]
+    settings = directory / "fleet-vars.yml"
+    settings.write_text(yaml.safe_dump(fleet_vars(directory, FLEET_NETWORK, "10.213.78.0/24", hosts)))
     (directory / "inventory.yml").write_text(
         yaml.safe_dump(
             {
                 "all": {
-                    "vars": {
-                        "ansible_user": "root",
-                        "ansible_ssh_private_key_file": str(directory / "id_ed25519"),
-                        "ansible_ssh_common_args": f"-o UserKnownHostsFile={directory / 'known_hosts'}"
-                        " -o StrictHostKeyChecking=accept-new",
-                    },
+                    "vars": fleet_connection(directory),
                     "hosts": {name: {"ansible_host": host["address"]} for name, host in HOSTS.items()},
                 }
             }
@@ -97,11 +76,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     )
     (directory / "playbook.yml").write_text(PLAYBOOK)
     try:
-        started = ansible_playbook(str(FLEET_PLAYBOOK), "-e", f"@{fleet_vars}")
+        started = ansible_playbook(str(FLEET_PLAYBOOK), "-e", f"@{settings}")
         assert started.returncode == 0, started.stdout + started.stderr
         yield Fleet(directory)
     finally:
-        ansible_playbook(str(FLEET_PLAYBOOK), "-e", f"@{fleet_vars}", "-e", "fleet_state=absent")
+        ansible_playbook(str(FLEET_PLAYBOOK), "-e", f"@{settings}", "-e", "fleet_state=absent")
         # The fleet's playbook leaves its network.
         subprocess.run(["docker", "network", "rm", FLEET_NETWORK], capture_output=True, check=False)
 
@@ -118,16 +97,22 @@ def prepared(fleet: Fleet) -> dict[str, subprocess.CompletedProcess[str]]:
 def test_dry_run_on_a_bare_host_reports_the_install_and_installs_nothing(prepared) -> None:
     dry_run = prepared["check"]
     assert dry_run.returncode == 0, dry_run.stdout
-    assert recap(dry_run)["bare-1"]["changed"] > 0
+    assert play_recap(dry_run.stdout)["bare-1"]["changed"] > 0
     assert "Install docker.io, docker-cli, docker-compose, python3-requests" in dry_run.stdout
-    assert recap(dry_run)["docker-1"] == {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 1}
+    assert play_recap(dry_run.stdout)["docker-1"] == {
+        "ok": 3,
+        "changed": 0,
+        "unreachable": 0,
+        "failed": 0,
+        "skipped": 1,
+    }
     assert prepared["docker after check"].stdout == ""
 
 
 def test_bare_host_gets_docker_and_compose_from_debian(fleet: Fleet, prepared) -> None:
     result = prepared["apply"]
     assert result.returncode == 0, result.stdout
-    assert recap(result)["bare-1"]["failed"] == 0
+    assert play_recap(result.stdout)["bare-1"]["failed"] == 0
     assert "changed: [bare-1]" in result.stdout
     packages = fleet.ssh("bare-1", "dpkg-query -W -f '${Package} ${Status}\\n' docker.io docker-compose")
     assert packages.stdout.count("install ok installed") == 2, packages.stdout + packages.stderr
@@ -149,7 +134,7 @@ def test_a_ready_fleet_costs_one_remote_task_per_host(fleet: Fleet, prepared) ->
     assert result.returncode == 0, result.stdout
     # Argument check, the probe, the skipped install and the final assert.
     ready = {"ok": 3, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 1}
-    assert recap(result) == {"bare-1": ready, "docker-1": ready}, f"{result.stdout}\n({elapsed:.1f} s)"
+    assert play_recap(result.stdout) == {"bare-1": ready, "docker-1": ready}, f"{result.stdout}\n({elapsed:.1f} s)"
     assert "gather" not in result.stdout.lower()
 
 
@@ -212,9 +197,7 @@ def test_a_failing_host_is_named_with_its_reason_and_the_other_finishes(
     finally:
         fleet.ssh("docker-1", breakage.undo)
     assert result.returncode != 0
-    assert recap(result)["docker-1"]["failed"] == 1, result.stdout
-    assert recap(result)["bare-1"]["failed"] == 0, result.stdout
-    # The message is wrapped in the output: compare it unwrapped.
-    failure = " ".join(result.stdout.split())
+    assert play_recap(result.stdout)["docker-1"]["failed"] == 1, result.stdout
+    assert play_recap(result.stdout)["bare-1"]["failed"] == 0, result.stdout
     for words in breakage.says:
-        assert words in failure, result.stdout
+        assert said(result, words), result.stdout

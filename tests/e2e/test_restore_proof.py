@@ -27,7 +27,8 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from conftest import (
+from minio import Minio
+from sqlserver_backup_testing import (
     REPO,
     TEST_VARS,
     USES_STANDINS,
@@ -35,10 +36,11 @@ from conftest import (
     dev_playbook,
     dev_stack_vars,
     free_port,
+    scrape_metrics,
     scratch_stack,
     standins_only,
+    wait_until,
 )
-from minio import Minio
 
 MINIO_PORT, METRICS_PORT = 29300, 29851
 SA_PASSWORD, RESTORE_PASSWORD = "Proof-Sa-Passw0rd1", "Proof-Restore-Passw0rd1"
@@ -93,13 +95,6 @@ def playbook(name: str, *arguments: str | dict, check: bool = True) -> subproces
     if check:
         assert result.returncode == 0, result.stdout[-4000:]
     return result
-
-
-def wait_until(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +292,7 @@ def test_a_replace_that_fails_at_any_step_leaves_the_target_intact(
         if step == "download":
             minio = stack.containers.get(MINIO)
             minio.stop()
-            faults.callback(lambda: wait_until(lambda: bucket.bucket_exists(BUCKET), "MinIO is back", 60))
+            faults.callback(lambda: wait_until(lambda: bucket.bucket_exists(BUCKET), "MinIO is back", 60, interval=0.5))
             faults.callback(minio.start)
             replace += ["--timeout", "5"]
         elif step == "decrypt":
@@ -387,17 +382,6 @@ def status_rows(client: docker.DockerClient) -> dict[tuple[str, str], dict]:
     return {(row["model"], row["database"]): row for row in json.loads(output)["rows"]}
 
 
-def scrape() -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
 def drill_results(client: docker.DockerClient) -> dict:
     code, output = run(client, "cat", "/var/lib/gobackup/drills.json")
     return json.loads(output).get("models", {}) if code == 0 else {}
@@ -412,13 +396,14 @@ def test_scheduled_drills_record_prove_and_alert_on_a_broken_archive(stack, buck
             lambda: drill_results(stack).get("sales", {}).get("SalesDemo", {}).get("result") == "pass",
             "a scheduled drill of sales passed",
             150,
+            interval=0.5,
         )
         record = drill_results(stack)["sales"]["SalesDemo"]
         assert record["proven_at"] > time.time() - 300
         assert record["restore_seconds"] >= 0
         assert record["archive"] == archive["sales"]
         assert record["row_counts"]["[dbo].[Customers]"] == 5
-        metrics = scrape()
+        metrics = scrape_metrics(METRICS_PORT)
         labels = '{database="SalesDemo",model="sales"}'
         assert metrics[f"sqlserver_backup_drill_success{labels}"] == 1
         assert metrics[f"sqlserver_backup_drill_last_success_timestamp_seconds{labels}"] == pytest.approx(
@@ -434,10 +419,16 @@ def test_scheduled_drills_record_prove_and_alert_on_a_broken_archive(stack, buck
                 lambda: drill_results(stack)["sales"]["SalesDemo"]["result"] == "fail",
                 "the next scheduled drill failed",
                 150,
+                interval=0.5,
             )
-            wait_until(lambda: received.is_file() and "sales" in received.read_text(), "the failed drill alerted", 30)
+            wait_until(
+                lambda: received.is_file() and "sales" in received.read_text(),
+                "the failed drill alerted",
+                30,
+                interval=0.5,
+            )
         assert "drill" in received.read_text().lower()
-        assert scrape()[f"sqlserver_backup_drill_success{labels}"] == 0
+        assert scrape_metrics(METRICS_PORT)[f"sqlserver_backup_drill_success{labels}"] == 0
         row = status_rows(stack)[("sales", "SalesDemo")]
         assert row["status"] != "OK"
         assert leftovers(stack) == []
@@ -470,7 +461,9 @@ def test_a_database_created_after_the_deploy_is_uncovered_until_covered(stack, p
     assert code == 1, output
     assert "UNCOVERED server=mssql,1433 database=Payroll" in output
     assert "InventorySnap" not in output, "a snapshot is not a database to back up"
-    assert scrape()['sqlserver_backup_database_uncovered{database="Payroll",server="mssql,1433"}'] == 1
+    assert (
+        scrape_metrics(METRICS_PORT)['sqlserver_backup_database_uncovered{database="Payroll",server="mssql,1433"}'] == 1
+    )
     assert status_rows(stack)[("", "Payroll")]["status"] == "UNCOVERED"
     status = playbook("status.yml", check=False)
     assert status.returncode != 0
@@ -485,7 +478,8 @@ def test_a_database_created_after_the_deploy_is_uncovered_until_covered(stack, p
     playbook("deploy.yml", {"backup_config_databases": covered})
     assert run(stack, "backup-coverage")[0] == 0
     assert not any(
-        name.startswith("sqlserver_backup_database_uncovered{") and value for name, value in scrape().items()
+        name.startswith("sqlserver_backup_database_uncovered{") and value
+        for name, value in scrape_metrics(METRICS_PORT).items()
     )
     playbook("deploy.yml")
 
@@ -550,7 +544,9 @@ def prometheus(stack, tmp_path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: bool(prometheus_query(url, "up")), "Prometheus scraped the backup container", 60)
+        wait_until(
+            lambda: bool(prometheus_query(url, "up")), "Prometheus scraped the backup container", 60, interval=0.5
+        )
         yield url
     finally:
         process.terminate()
@@ -593,6 +589,7 @@ def test_the_alert_rules_fire_for_an_uncovered_database_and_a_broken_drill_only(
         lambda: {("DatabaseUncovered", "Payroll"), ("RestoreDrillFailed", "SalesDemo")} <= firing(prometheus),
         "both alerts fire",
         60,
+        interval=0.5,
     )
     assert {name for name, _ in firing(prometheus)} == {"DatabaseUncovered", "RestoreDrillFailed"}
     playbook("restore.yml", "-e", "restore_drill=true", "-e", "restore_model=sales")

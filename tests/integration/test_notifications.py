@@ -18,7 +18,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -28,12 +27,20 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import REPO, VENV_BIN, ansible_playbook, dev_playbook, free_port, prepare_standins
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from minio import Minio
+from sqlserver_backup_testing import (
+    REPO,
+    VENV_BIN,
+    ansible_playbook,
+    dev_playbook,
+    free_port,
+    prepare_standins,
+    wait_until,
+)
 
 PREFIX = "sqlserver-backup-notify"
 IMAGE = "sqlserver-backup:notify"
@@ -58,13 +65,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.end_headers()
 http.server.HTTPServer(('0.0.0.0', 8080), Handler).serve_forever()
 """
-
-
-def wait_until(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def stack(client: docker.DockerClient, tmp_path_factory):
     def sql(query: str) -> bool:
         return mssql.exec_run([*sqlcmd, "-Q", query], environment={"SQLCMDPASSWORD": SA_PASSWORD}).exit_code == 0
 
-    wait_until(lambda: sql("SELECT 1"), "SQL Server stand-in answers")
+    wait_until(lambda: sql("SELECT 1"), "SQL Server stand-in answers", interval=0.2)
     assert sql("CREATE DATABASE NotifyDemo")
     minio = Minio(f"127.0.0.1:{MINIO_PORT}", MINIO_USER, MINIO_PASSWORD, secure=False)
 
@@ -139,7 +139,7 @@ def stack(client: docker.DockerClient, tmp_path_factory):
             return True
         return False
 
-    wait_until(minio_ready, "MinIO answers")
+    wait_until(minio_ready, "MinIO answers", interval=0.2)
     yield received / "requests.jsonl"
     remove_stack(client)
 
@@ -300,7 +300,7 @@ def relay_one_failure(config: Path, port: int, channel: str, reason: str, **envi
         text=True,
     )
     try:
-        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "the relay listens", 10)
+        wait_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "the relay listens", 10, interval=0.2)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/{channel}", data=json.dumps({"title": FAILED, "message": reason}).encode()
         )

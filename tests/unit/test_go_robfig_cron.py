@@ -14,9 +14,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from go_references import build_reference
 from sqlserver_backup.go_gocron import EverySchedule, parse_cron
 from sqlserver_backup.go_robfig_cron import CronError
+from sqlserver_backup_testing import build_reference
 
 # Expressions for schedule.cron, valid and not, compared with robfig/cron v3
 # called the way gocron v1.18.0 calls it (tests/standins/cmd/cronref).

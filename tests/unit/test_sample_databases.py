@@ -5,9 +5,7 @@ exports what it made."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from conftest import REPO, free_port, standins_only
+from sqlserver_backup_testing import REPO, standin_sql_server, standins_only
 
 pytestmark = standins_only
 
@@ -52,34 +50,8 @@ class SqlServer:
 @pytest.fixture(scope="module")
 def server(standin_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlServer]:
     """The SQL Server stand-in on a free port with an empty data directory."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(standin_bin / "mssql-standin")],
-        env={
-            "ACCEPT_EULA": "Y",
-            "MSSQL_SA_PASSWORD": SA_PASSWORD,
-            "MSSQL_DATA_DIR": str(tmp_path_factory.mktemp("mssql")),
-            "MSSQL_TCP_PORT": str(port),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise AssertionError(f"SQL Server stand-in not up on {port}: {process.communicate()[0]}") from None
-                time.sleep(0.1)
-        yield SqlServer(address=f"127.0.0.1,{port}", binaries=standin_bin)
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
+    with standin_sql_server(standin_bin, SA_PASSWORD, tmp_path_factory.mktemp("mssql")) as standin:
+        yield SqlServer(address=standin.address, binaries=standin_bin)
 
 
 @dataclass

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from go_references import ask_portref, build_reference
 from sqlserver_backup.go_time_duration import go_parse_duration
+from sqlserver_backup_testing import ask_portref
 
 # What Go answered for these (asserted against Go below as well).
 ACCEPTED = {
@@ -48,11 +48,6 @@ REFUSED = [
     "1e3s",
     "1_000s",
 ]
-
-
-@pytest.fixture(scope="module")
-def portref(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_reference("portref", tmp_path_factory.mktemp("portref"))
 
 
 def test_the_cases_are_what_go_returns(portref: Path) -> None:

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import REPO
 from sqlserver_backup import metrics
+from sqlserver_backup_testing import REPO
 
 RULES = REPO / "monitoring" / "alert-rules.yml"
 RULE_TESTS = REPO / "monitoring" / "alert-rules.test.yml"

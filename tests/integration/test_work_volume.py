@@ -13,8 +13,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import dev_playbook, dev_stack_vars, scratch_stack
 from minio import Minio
+from sqlserver_backup_testing import dev_playbook, dev_stack_vars, scratch_stack, wait_until
 
 MINIO_PORT = 31662
 BUCKET = "sqlserver-backups"
@@ -90,13 +90,17 @@ def log_length(client: docker.DockerClient) -> int:
 
 def wait_for_log(client: docker.DockerClient, start: int, pattern: str, seconds: float = 120) -> str:
     """The log from byte `start` on, once it matches pattern."""
-    deadline = time.monotonic() + seconds
-    while True:
-        logs = client.containers.get(BACKUP).logs()[start:].decode()
-        if re.search(pattern, logs):
-            return logs
-        assert time.monotonic() < deadline, f"no {pattern!r} in the backup container's log:\n{logs[-3000:]}"
-        time.sleep(1)
+
+    def since_start() -> str:
+        return client.containers.get(BACKUP).logs()[start:].decode()
+
+    def matching() -> str:
+        logs = since_start()
+        return logs if re.search(pattern, logs) else ""
+
+    return wait_until(
+        matching, lambda: f"{pattern!r} in the backup container's log:\n{since_start()[-3000:]}", seconds, interval=1
+    )
 
 
 def archives(bucket: Minio) -> list[str]:

@@ -8,21 +8,19 @@ import hashlib
 import io
 import re
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
 import docker
 import pytest
-import yaml
-from conftest import (
+from sqlserver_backup_testing import (
     ARTIFACTS,
-    REPO,
     REQUIRED_ENV,
-    TEST_VARS,
+    base_image,
     dev_playbook,
     prepare_standins,
     standins_only,
+    wait_until,
 )
 
 # A tag of this module's own: removed first, so build.yml really builds it
@@ -59,12 +57,6 @@ def test_a_wrong_checksum_stops_the_build_naming_the_artifact(tmp_path: Path, bu
     assert "- sqlpackage could not be had from " in result.stdout
     assert "did not match" in result.stdout
     assert "gobackup could not be had" not in result.stdout
-
-
-def base_image() -> str:
-    """The base the tests build on: the test vars' choice, else the role's default."""
-    defaults = yaml.safe_load((REPO / "roles" / "backup_image" / "defaults" / "main.yml").read_text())
-    return yaml.safe_load(TEST_VARS.read_text()).get("backup_image_base", defaults["backup_image_base"])
 
 
 def test_the_dockerfile_verifies_the_artifacts_itself(client: docker.DockerClient, build_dir: Path) -> None:
@@ -119,8 +111,7 @@ def test_a_sqlpackage_that_cannot_run_stops_the_build_naming_it(tmp_path: Path, 
 def own_base(client: docker.DockerClient, build_dir: Path):
     """A copy of the test base image under a name of this test's own."""
     name = "sqlserver-backup-test/refreshed-base:test"
-    base = yaml.safe_load(TEST_VARS.read_text()).get("backup_image_base", "ubuntu:22.04")
-    client.images.get(base).tag(name)
+    client.images.get(base_image()).tag(name)
     yield name
     for image in (name, "sqlserver-backup-test/on-refreshed-base:test"):
         with contextlib.suppress(docker.errors.ImageNotFound):
@@ -246,10 +237,12 @@ def running(client: docker.DockerClient, build_dir: Path, tmp_path: Path):
         volumes={str(secrets): {"bind": "/run/secrets", "mode": "ro"}},
     )
     try:
-        deadline = time.monotonic() + 30
-        while container.exec_run(["/usr/local/bin/docker-healthcheck"]).exit_code != 0:
-            assert time.monotonic() < deadline, container.logs().decode()
-            time.sleep(0.5)
+        wait_until(
+            lambda: container.exec_run(["/usr/local/bin/docker-healthcheck"]).exit_code == 0,
+            lambda: container.logs().decode(),
+            30,
+            interval=0.5,
+        )
         yield container
     finally:
         container.remove(force=True)
@@ -279,10 +272,12 @@ def test_the_proof_programs_are_in_the_image(client: docker.DockerClient, build_
 def test_the_proof_scheduler_runs_beside_the_scheduler(running) -> None:
     processes = running.exec_run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).output.decode()
     assert "/usr/local/bin/backup-proof-scheduler --config /var/lib/gobackup/gobackup.yml" in processes
-    deadline = time.monotonic() + 20
-    while "backup-proof-scheduler: no drill_schedule or coverage schedule" not in running.logs().decode():
-        assert time.monotonic() < deadline, running.logs().decode()
-        time.sleep(0.5)
+    wait_until(
+        lambda: "backup-proof-scheduler: no drill_schedule or coverage schedule" in running.logs().decode(),
+        lambda: running.logs().decode(),
+        20,
+        interval=0.5,
+    )
 
 
 def test_docker_stop_reaches_gobackup(running) -> None:

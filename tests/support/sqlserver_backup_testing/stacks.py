@@ -1,0 +1,57 @@
+"""The development stack deployed as one of its own, beside the other tests'
+stacks, and the stand-ins and test images every deploy needs."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from .ansible import ansible_playbook
+from .paths import REPO
+
+
+def prepare_standins() -> None:
+    """The stand-ins and test images (quick when the test command built them)."""
+    prepared = ansible_playbook(str(REPO / "tests" / "playbooks" / "prepare_standins.yml"))
+    assert prepared.returncode == 0, prepared.stdout[-3000:]
+
+
+def dev_stack_vars(name: str, mssql_port: int, minio_port: int) -> dict[str, object]:
+    """Extra vars that deploy the dev inventory's stack as one of its own, beside
+    the other tests' stacks: compose project sqlserver-backup-<name>, its files
+    in /tmp/sqlserver-backup-<name>, its objects under <name>/ in the bucket."""
+    root = Path(f"/tmp/sqlserver-backup-{name}")
+    return {
+        "dev_secrets_dir": str(root / "secrets"),
+        "backup_stack_project": f"sqlserver-backup-{name}",
+        "backup_stack_dir": str(root / "stack"),
+        "backup_config_dir": str(root / "stack" / "config"),
+        "backup_config_stack_dir": str(root / "stack"),
+        "backup_image_build_dir": str(root / "build"),
+        "minio_image_build_dir": str(root / "minio-build"),
+        "backup_stack_mssql_port": mssql_port,
+        "backup_stack_minio_port": minio_port,
+        "backup_config_minio_path_prefix": name,
+    }
+
+
+@contextlib.contextmanager
+def scratch_stack(variables: dict[str, object]) -> Iterator[None]:
+    """The stack of dev_stack_vars removed (containers, volumes, files) before
+    the stand-ins are prepared, and again on leaving."""
+    root = Path(str(variables["backup_stack_dir"])).parent
+
+    def remove() -> None:
+        down = ["docker", "compose", "-p", str(variables["backup_stack_project"]), "down", "-v"]
+        subprocess.run(down, capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+    remove()
+    prepare_standins()
+    try:
+        yield
+    finally:
+        remove()
