@@ -30,7 +30,7 @@ from .paths import (
     load_test_vars,
     role_defaults,
 )
-from .stacks import dev_stack_vars, prepare_standins, scratch_stack
+from .stacks import StackNames, dev_stack_vars, prepare_standins, scratch_stack, stack_names
 from .standins import StandinSqlServer, build_standins, standin_sql_server, standins_only
 from .waiting import TimedOut, free_port, wait_until
 from .web import answers, metric_samples, request, scrape_metrics
@@ -44,6 +44,7 @@ __all__ = [
     "TEST_VARS",
     "USES_STANDINS",
     "VENV_BIN",
+    "StackNames",
     "StandinSqlServer",
     "TimedOut",
     "ansible_playbook",
@@ -69,6 +70,7 @@ __all__ = [
     "said",
     "scrape_metrics",
     "scratch_stack",
+    "stack_names",
     "standin_sql_server",
     "standins_only",
     "vault_view",

@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .ansible import ansible_playbook
@@ -36,6 +37,31 @@ def dev_stack_vars(name: str, mssql_port: int, minio_port: int) -> dict[str, obj
         "backup_stack_minio_port": minio_port,
         "backup_config_minio_path_prefix": name,
     }
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """The containers and network of a stack deployed with dev_stack_vars."""
+
+    backup: str
+    mssql: str
+    restore_server: str
+    minio: str
+    # The network the development services are on, which the backup container
+    # shares: a container started by a test joins it to reach them by name.
+    network: str
+
+
+def stack_names(variables: dict[str, object]) -> StackNames:
+    """The names Compose gives the containers of a dev stack's variables."""
+    project = str(variables["backup_stack_project"])
+    return StackNames(
+        backup=f"{project}-backup-1",
+        mssql=f"{project}-mssql-1",
+        restore_server=f"{project}-mssql-restore-1",
+        minio=f"{project}-minio-1",
+        network=f"{project}_default",
+    )
 
 
 @contextlib.contextmanager
