@@ -38,6 +38,7 @@ from sqlserver_backup_testing import (
     free_port,
     scrape_metrics,
     scratch_stack,
+    stack_names,
     standins_only,
     wait_until,
 )
@@ -72,9 +73,8 @@ STACK_VARS = {
 }
 PROJECT = STACK_VARS["backup_stack_project"]
 ROOT = Path(str(STACK_VARS["backup_stack_dir"])).parent
-BACKUP, SOURCE, RESTORE_SERVER, MINIO = (
-    f"{PROJECT}-{service}-1" for service in ("backup", "mssql", "mssql-restore", "minio")
-)
+NAMES = stack_names(STACK_VARS)
+BACKUP, SOURCE, RESTORE_SERVER, MINIO = NAMES.backup, NAMES.mssql, NAMES.restore_server, NAMES.minio
 PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost"
 SQLCMD = ["/opt/mssql-tools18/bin/sqlcmd", "-S", "localhost", "-U", "sa", "-C", "-b", "-h", "-1", "-W"]
 FAULTS = "/var/opt/mssql/standin-faults.json"

@@ -68,6 +68,20 @@ PLAYBOOK = """\
     - name: Build the MinIO image
       ansible.builtin.import_role:
         name: sqlserver_backup.backups.minio_image
+    - name: Start the development services
+      ansible.builtin.import_role:
+        name: sqlserver_backup.backups.dev_services
+    - name: Set up the development MinIO
+      ansible.builtin.import_role:
+        name: sqlserver_backup.backups.minio_setup
+      vars:
+        minio_setup_endpoint: "http://127.0.0.1:{{ dev_services_minio_port }}"
+        minio_setup_root_user: "{{ dev_services_minio_root_user }}"
+        minio_setup_root_password: "{{ dev_services_minio_root_password }}"
+        minio_setup_bucket: "{{ backup_config_minio_bucket }}"
+        minio_setup_prefix: "{{ backup_config_minio_host_path }}"
+        minio_setup_access_key: "{{ backup_config_minio_access_key }}"
+        minio_setup_secret_key: "{{ backup_config_minio_secret_key }}"
     - name: Render the configuration
       ansible.builtin.import_role:
         name: sqlserver_backup.backups.backup_config
@@ -76,17 +90,8 @@ PLAYBOOK = """\
         name: sqlserver_backup.backups.backup_stack
       vars:
         backup_stack_image: "{{ backup_image_shipped.ref }}"
-    - name: Set up the development MinIO
-      ansible.builtin.import_role:
-        name: sqlserver_backup.backups.minio_setup
-      vars:
-        minio_setup_endpoint: "http://127.0.0.1:{{ backup_stack_minio_port }}"
-        minio_setup_root_user: "{{ backup_stack_minio_root_user }}"
-        minio_setup_root_password: "{{ backup_stack_minio_root_password }}"
-        minio_setup_bucket: "{{ backup_config_minio_bucket }}"
-        minio_setup_prefix: "{{ backup_config_minio_host_path }}"
-        minio_setup_access_key: "{{ backup_config_minio_access_key }}"
-        minio_setup_secret_key: "{{ backup_config_minio_secret_key }}"
+        backup_stack_config_dir: "{{ backup_config_dir }}"
+        backup_stack_gobackup_web_port: "{{ backup_config_web_port }}"
 """
 
 
@@ -145,6 +150,12 @@ def deployed(site: Path) -> Iterator[subprocess.CompletedProcess[str]]:
 
 def test_the_installed_collection_deploys_the_dev_stack(deployed: subprocess.CompletedProcess[str]) -> None:
     assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
-    containers = docker.from_env().containers.list(all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})
-    states = {container.labels["com.docker.compose.service"]: container.status for container in containers}
-    assert states == dict.fromkeys(("backup", "mssql", "mssql-restore", "minio"), "running")
+    states = {}
+    for project in (PROJECT, STACK_VARS["dev_services_project"]):
+        label = f"com.docker.compose.project={project}"
+        for container in docker.from_env().containers.list(all=True, filters={"label": label}):
+            states[project, container.labels["com.docker.compose.service"]] = container.status
+    assert states == {
+        (PROJECT, "backup"): "running",
+        **{(STACK_VARS["dev_services_project"], name): "running" for name in ("mssql", "mssql-restore", "minio")},
+    }

@@ -10,7 +10,15 @@ from pathlib import Path
 import docker
 import pytest
 from minio import Minio
-from sqlserver_backup_testing import dev_playbook, dev_stack_vars, request, scrape_metrics, scratch_stack, wait_until
+from sqlserver_backup_testing import (
+    dev_playbook,
+    dev_stack_vars,
+    request,
+    scrape_metrics,
+    scratch_stack,
+    stack_names,
+    wait_until,
+)
 
 METRICS_PORT = 31649
 MINIO_PORT = 31648
@@ -23,7 +31,8 @@ STACK_VARS = {
 }
 PROJECT = STACK_VARS["backup_stack_project"]
 ROOT = Path(STACK_VARS["backup_stack_dir"]).parent
-BACKUP, MINIO = f"{PROJECT}-backup-1", f"{PROJECT}-minio-1"
+NAMES = stack_names(STACK_VARS)
+BACKUP, MINIO = NAMES.backup, NAMES.minio
 PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost"
 OUTPUTS: list[str] = []
 

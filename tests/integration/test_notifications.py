@@ -153,7 +153,6 @@ def render(tmp_path: Path, **settings) -> tuple[Path, str]:
     config = tmp_path / "config"
     variables = {
         "backup_config_dir": str(config),
-        "backup_config_restart_on_change": False,
         "backup_config_databases": [
             {"name": "alerts", "database": "NotifyDemo", "host": "mssql", "password": SA_PASSWORD}
         ],

@@ -52,8 +52,6 @@ def render(inventory: str, out: Path, vault_password_file: Path, *extra: str, se
         "-e",
         f"backup_config_dir={out}/{{{{ inventory_hostname }}}}",
         "-e",
-        "backup_config_restart_on_change=false",
-        "-e",
         f"backup_config_owner_uid={os.getuid()}",
         "-e",
         "ansible_become=false",
@@ -491,30 +489,58 @@ def test_minio_setup_refuses_the_example_vault_placeholders(vault_password_file:
     assert said(result, "still holds the placeholder CHANGE_ME")
 
 
+def dev_deploy(tmp_path: Path, **settings: object) -> subprocess.CompletedProcess[str]:
+    """deploy.yml on the dev inventory with these settings, its stack in tmp_path."""
+    variables = {"dev_secrets_dir": str(tmp_path / "secrets"), "backup_stack_dir": str(tmp_path / "stack"), **settings}
+    return ansible_playbook(
+        "-i", str(REPO / "inventories" / "dev"), "-e", json.dumps(variables), str(REPO / "playbooks" / "deploy.yml")
+    )
+
+
 def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Path) -> None:
     """The entrypoint's rules (container_settings), applied by the backup_stack role
     before anything is built or changed, naming the Ansible variables."""
-    settings = {
-        "dev_secrets_dir": str(tmp_path / "secrets"),
-        "backup_stack_dir": str(tmp_path / "stack"),
-        "backup_stack_run_mode": "sometimes",
-        "backup_stack_metrics_enabled": True,
-        "backup_stack_metrics_port": 2703,
-        "backup_stack_mssql_restore_sa_password": "",
-        "backup_stack_mssql_restore_port": 70000,
-    }
-    result = ansible_playbook(
-        "-i", str(REPO / "inventories" / "dev"), "-e", json.dumps(settings), str(REPO / "playbooks" / "deploy.yml")
+    result = dev_deploy(
+        tmp_path,
+        backup_stack_run_mode="sometimes",
+        backup_stack_metrics_enabled=True,
+        backup_stack_metrics_port=2703,
+        backup_stack_tmp_size="lots",
     )
     assert result.returncode != 0
     assert said(result, "RUN_MODE (set by backup_stack_run_mode) must be 'once' or 'daemon', not 'sometimes'")
     assert said(
         result,
-        "METRICS_PORT (set by backup_stack_metrics_port) must differ from web.port (set by backup_config_web_port),"
+        "METRICS_PORT (set by backup_stack_metrics_port) must differ from web.port (set by"
+        " backup_stack_gobackup_web_port, which deploy.yml sets from backup_config_web_port),"
         " the port of GoBackup's own web server in the container (2703)",
     )
-    assert said(result, "backup_stack_mssql_restore_sa_password is empty or still the placeholder CHANGE_ME")
-    assert said(result, "backup_stack_mssql_restore_port must be a port number, or 0 to publish none")
+    assert said(result, "backup_stack_tmp_size must be a size such as 512m or 4g")
+    assert not (tmp_path / "stack").exists(), "nothing was deployed"
+
+
+def test_the_development_services_settings_are_checked_before_the_deploy(tmp_path: Path) -> None:
+    result = dev_deploy(tmp_path, dev_services_mssql_restore_sa_password="", dev_services_mssql_restore_port=70000)
+    assert result.returncode != 0
+    assert said(result, "dev_services_mssql_restore_sa_password is empty or still the placeholder CHANGE_ME")
+    assert said(result, "dev_services_mssql_restore_port must be a port number, or 0 to publish none")
+    assert not (tmp_path / "stack").exists(), "nothing was deployed"
+
+
+@pytest.mark.parametrize(
+    ("old", "expected"),
+    [
+        ("backup_stack_mssql_port", "backup_stack_mssql_port is now dev_services_mssql_port"),
+        ("backup_config_restart_on_change", "backup_config_restart_on_change: removed"),
+    ],
+)
+def test_a_variable_of_an_earlier_release_is_refused_naming_what_replaces_it(
+    tmp_path: Path, old: str, expected: str
+) -> None:
+    result = dev_deploy(tmp_path, **{old: 1433})
+    assert result.returncode != 0
+    assert said(result, expected), result.stdout[-3000:]
+    assert said(result, 'README "Upgrading"')
     assert not (tmp_path / "stack").exists(), "nothing was deployed"
 
 
@@ -622,13 +648,19 @@ def test_the_fleet_status_names_each_host_it_could_not_ask(vault_password_file: 
 # --- The development stack's services ------------------------------------------------
 
 
-def render_compose(tmp_path: Path, **settings: object) -> dict:
-    out = tmp_path / "compose.yml"
+def render_compose(tmp_path: Path, role: str = "backup_stack", **settings: object) -> dict:
+    out = tmp_path / f"{role}-compose.yml"
+    variables = {
+        "dev_secrets_dir": str(tmp_path / "secrets"),
+        "compose_role": role,
+        "compose_out": str(out),
+        **settings,
+    }
     result = ansible_playbook(
         "-i",
         str(REPO / "inventories" / "dev"),
         "-e",
-        json.dumps({"dev_secrets_dir": str(tmp_path / "secrets"), "compose_out": str(out), **settings}),
+        json.dumps(variables),
         str(REPO / "tests" / "playbooks" / "render_compose.yml"),
     )
     assert result.returncode == 0, result.stdout[-3000:]
@@ -636,16 +668,27 @@ def render_compose(tmp_path: Path, **settings: object) -> dict:
 
 
 def test_the_dev_stack_has_a_restore_server_of_its_own(tmp_path: Path) -> None:
-    services = render_compose(tmp_path)["services"]
+    services = render_compose(tmp_path, "dev_services")["services"]
     restore, source = services["mssql-restore"], services["mssql"]
     assert restore["image"] == source["image"]
     assert restore["env_file"] == ["mssql-restore.env"]
     assert restore["volumes"] == ["mssql-restore-data:/var/opt/mssql"]
     assert restore["healthcheck"]["test"] == source["healthcheck"]["test"]
     assert "ports" not in restore, "published only when asked"
-    assert services["backup"]["depends_on"]["mssql-restore"] == {"condition": "service_healthy"}
 
 
 def test_the_dev_restore_server_is_published_on_loopback_when_asked(tmp_path: Path) -> None:
-    services = render_compose(tmp_path, backup_stack_mssql_restore_port=11434)["services"]
+    services = render_compose(tmp_path, "dev_services", dev_services_mssql_restore_port=11434)["services"]
     assert services["mssql-restore"]["ports"] == ["127.0.0.1:11434:1433"]
+
+
+def test_the_backup_stack_holds_only_the_backup_service_and_joins_the_dev_network(tmp_path: Path) -> None:
+    """Production's compose file is the same with or without development
+    services: the dev inventory only adds a network to join."""
+    backup_compose = render_compose(tmp_path)
+    dev_compose = render_compose(tmp_path, "dev_services")
+    assert list(backup_compose["services"]) == ["backup"]
+    assert list(dev_compose["services"]) == ["mssql", "mssql-restore", "minio"]
+    assert backup_compose["services"]["backup"]["networks"] == ["default", "sqlserver-backup-dev"]
+    assert backup_compose["networks"] == {"sqlserver-backup-dev": {"external": True}}
+    assert dev_compose["networks"] == {"default": {"name": "sqlserver-backup-dev"}}

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 from minio import Minio
-from sqlserver_backup_testing import dev_playbook, dev_stack_vars, scratch_stack, wait_until
+from sqlserver_backup_testing import dev_playbook, dev_stack_vars, scratch_stack, stack_names, wait_until
 
 MINIO_PORT = 31662
 BUCKET = "sqlserver-backups"
@@ -43,7 +43,8 @@ STACK_VARS = {
 }
 PROJECT = STACK_VARS["backup_stack_project"]
 ROOT = Path(STACK_VARS["backup_stack_dir"]).parent
-BACKUP, MSSQL = f"{PROJECT}-backup-1", f"{PROJECT}-mssql-1"
+NAMES = stack_names(STACK_VARS)
+BACKUP, MSSQL = NAMES.backup, NAMES.mssql
 WORK_VOLUME = f"{PROJECT}_workdir"  # Compose's name for the stack's volume "workdir"
 PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost/sales/"
 OUTPUTS: list[str] = []

@@ -17,7 +17,7 @@ from sqlserver_backup_testing import REPO, standin_sql_server, standins_only
 
 pytestmark = standins_only
 
-SCRIPT = REPO / "roles" / "backup_stack" / "files" / "sample-databases.sql"
+SCRIPT = REPO / "roles" / "dev_services" / "files" / "sample-databases.sql"
 SA_PASSWORD = "Sample-Databases-1"
 DAC = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 CUSTOMERS = ["1|Contoso|Seattle", "2|Fabrikam|Berlin", "3|Northwind|Oslo", "4|Adventure Works|Lyon", "5|Tailspin|Porto"]

@@ -15,6 +15,9 @@ from minio.error import S3Error
 from sqlserver_backup_testing import wait_until
 
 STACK_DIR = Path("/tmp/sqlserver-backup-molecule/stack")
+# The development services' project (the dev_services role).
+DEV_DIR = Path("/tmp/sqlserver-backup-molecule/dev")
+DEV_PROJECT = "sqlserver-backup-molecule-dev"
 SECRETS_DIR = Path("/tmp/sqlserver-backup-molecule/secrets")
 PROJECT = "sqlserver-backup-molecule"
 BACKUP_CONTAINER = f"{PROJECT}-backup-1"
@@ -75,7 +78,7 @@ def test_config_files_belong_to_the_container_user(host, path: str, mode: int) -
     ],
 )
 def test_each_development_service_gets_only_its_own_secret(host, service: str, variables: list[str]) -> None:
-    env_file = host.file(str(STACK_DIR / f"{service}.env"))
+    env_file = host.file(str(DEV_DIR / f"{service}.env"))
     assert env_file.mode == 0o600
     assert sorted(line.split("=")[0] for line in env_file.content_string.splitlines() if "=" in line) == sorted(
         variables
@@ -112,8 +115,8 @@ def test_per_database_settings_override_the_defaults(rendered_config: dict) -> N
 def test_secrets_live_only_in_the_env_file(host, secrets: list[str]) -> None:
     env_file = host.file(str(STACK_DIR / "config" / ".env")).content_string
     assert f"MINIO_SECRET_KEY='{secrets_by_name()['minio_backup_secret_key']}'" in env_file
-    for path in ("config/gobackup.yml", "compose.yml"):
-        content = host.file(str(STACK_DIR / path)).content_string
+    for path in (STACK_DIR / "config" / "gobackup.yml", STACK_DIR / "compose.yml", DEV_DIR / "compose.yml"):
+        content = host.file(str(path)).content_string
         assert not [secret for secret in secrets if secret in content], path
 
 
@@ -183,15 +186,15 @@ def test_restores_go_to_the_scratch_server_never_the_source(host) -> None:
 
 
 def test_the_restore_server_is_a_service_of_its_own(docker_client) -> None:
-    restore = docker_client.containers.get(f"{PROJECT}-mssql-restore-1")
-    source = docker_client.containers.get(f"{PROJECT}-mssql-1")
+    restore = docker_client.containers.get(f"{DEV_PROJECT}-mssql-restore-1")
+    source = docker_client.containers.get(f"{DEV_PROJECT}-mssql-1")
     assert restore.attrs["State"]["Health"]["Status"] == "healthy"
     assert restore.attrs["NetworkSettings"]["Ports"]["1433/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "11434"}]
 
     def volumes(container) -> set[str]:
         return {mount["Name"] for mount in container.attrs["Mounts"] if mount["Type"] == "volume"}
 
-    assert volumes(restore) == {f"{PROJECT}_mssql-restore-data"}
+    assert volumes(restore) == {f"{DEV_PROJECT}_mssql-restore-data"}
     assert not volumes(restore) & volumes(source)
 
 

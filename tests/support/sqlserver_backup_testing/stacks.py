@@ -22,19 +22,23 @@ def prepare_standins() -> None:
 
 def dev_stack_vars(name: str, mssql_port: int, minio_port: int) -> dict[str, object]:
     """Extra vars that deploy the dev inventory's stack as one of its own, beside
-    the other tests' stacks: compose project sqlserver-backup-<name>, its files
-    in /tmp/sqlserver-backup-<name>, its objects under <name>/ in the bucket."""
+    the other tests' stacks: compose project sqlserver-backup-<name> and its
+    development services' project sqlserver-backup-<name>-dev, their files in
+    /tmp/sqlserver-backup-<name>, the objects under <name>/ in the bucket."""
     root = Path(f"/tmp/sqlserver-backup-{name}")
+    dev_project = f"sqlserver-backup-{name}-dev"
     return {
         "dev_secrets_dir": str(root / "secrets"),
         "backup_stack_project": f"sqlserver-backup-{name}",
         "backup_stack_dir": str(root / "stack"),
         "backup_config_dir": str(root / "stack" / "config"),
-        "backup_config_stack_dir": str(root / "stack"),
         "backup_image_build_dir": str(root / "build"),
         "minio_image_build_dir": str(root / "minio-build"),
-        "backup_stack_mssql_port": mssql_port,
-        "backup_stack_minio_port": minio_port,
+        "dev_services_project": dev_project,
+        "dev_services_dir": str(root / "dev"),
+        "dev_services_mssql_port": mssql_port,
+        "dev_services_minio_port": minio_port,
+        "backup_stack_networks": [dev_project],
         "backup_config_minio_path_prefix": name,
     }
 
@@ -54,13 +58,13 @@ class StackNames:
 
 def stack_names(variables: dict[str, object]) -> StackNames:
     """The names Compose gives the containers of a dev stack's variables."""
-    project = str(variables["backup_stack_project"])
+    dev_project = str(variables["dev_services_project"])
     return StackNames(
-        backup=f"{project}-backup-1",
-        mssql=f"{project}-mssql-1",
-        restore_server=f"{project}-mssql-restore-1",
-        minio=f"{project}-minio-1",
-        network=f"{project}_default",
+        backup=f"{variables['backup_stack_project']}-backup-1",
+        mssql=f"{dev_project}-mssql-1",
+        restore_server=f"{dev_project}-mssql-restore-1",
+        minio=f"{dev_project}-minio-1",
+        network=dev_project,
     )
 
 
@@ -71,8 +75,9 @@ def scratch_stack(variables: dict[str, object]) -> Iterator[None]:
     root = Path(str(variables["backup_stack_dir"])).parent
 
     def remove() -> None:
-        down = ["docker", "compose", "-p", str(variables["backup_stack_project"]), "down", "-v"]
-        subprocess.run(down, capture_output=True, check=False)
+        for project in (variables["backup_stack_project"], variables["dev_services_project"]):
+            down = ["docker", "compose", "-p", str(project), "down", "-v", "--remove-orphans"]
+            subprocess.run(down, capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
     remove()
