@@ -5,6 +5,7 @@ unreachable from outside. The exporter itself: tests/unit/test_metrics.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker
@@ -134,6 +135,27 @@ def test_the_metrics_outlive_a_restart(stack: docker.DockerClient) -> None:
     assert "Traceback" not in logs
     secrets = [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
     assert not [value for value in secrets if value in logs + "\n".join(OUTPUTS)]
+
+
+def test_a_configuration_change_recreates_the_container_once_and_a_rerun_nothing(stack: docker.DockerClient) -> None:
+    """No handler restarts the container: backup_stack's digest label of the
+    configuration files makes the start recreate it, once."""
+    original = stack.containers.get(BACKUP).id
+    deploy()
+    assert stack.containers.get(BACKUP).id == original, "a re-deploy without a change keeps the container"
+    since = int(time.time())
+    try:
+        deploy(backup_config_keep=6)
+        changed = stack.containers.get(BACKUP)
+        assert changed.id != original
+        assert changed.attrs["RestartCount"] == 0
+        assert "keep: 6" in changed.exec_run(["cat", "/etc/gobackup/gobackup.yml"]).output.decode()
+        label = f"com.docker.compose.project={PROJECT}"
+        events = stack.events(since=since, until=int(time.time()) + 1, decode=True, filters={"label": label})
+        starts = [event for event in events if event.get("status") == "start"]
+        assert len(starts) == 1, starts
+    finally:
+        deploy()
 
 
 def test_without_metrics_no_port_is_published(stack: docker.DockerClient) -> None:
