@@ -212,6 +212,11 @@ def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_p
             '{"backup_config_databases": [{"name": "Sales", "database": "S", "host": "h", "password": "p"}]}',
             "lower case",
         ),
+        (
+            '{"backup_config_databases": [{"name": "sales-eu", "database": "S", "host": "h", "password": "has space"},'
+            ' {"name": "sales_eu", "database": "S", "host": "h", "password": "it\'s quoted"}]}',
+            "the models sales-eu and sales_eu would share the .env variables MSSQL_PASSWORD_SALES_EU",
+        ),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, vault_password_file: Path, override: str, reason: str) -> None:

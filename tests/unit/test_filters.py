@@ -166,6 +166,20 @@ FIXED_SOURCES = {
 NOTIFY_SOURCES = {"NOTIFY_SLACK_URL": "backup_config_notify_slack_url"}
 
 
+def test_names_that_share_their_env_variables_are_refused_naming_both_models() -> None:
+    entries = [
+        {"name": name, "database": "D", "host": "h", "password": f"Pw-{name}"}
+        for name in ("sales-eu", "hr", "sales_eu", "hr-archive")
+    ]
+    models = backup_models.backup_models(entries, ENTRY_DEFAULTS, HOST_PATH)
+    assert backup_models.backup_model_name_problems(models) == [
+        "backup_config_databases: the models sales-eu and sales_eu would share the .env variables"
+        " MSSQL_PASSWORD_SALES_EU and ENCRYPTION_PASSPHRASE_SALES_EU (- and _ both become _ there),"
+        " so one would use the other's password and passphrase: rename one of them"
+    ]
+    assert backup_models.backup_model_name_problems(models[:2] + models[3:]) == []
+
+
 @pytest.fixture
 def models() -> list[dict[str, Any]]:
     entries = [
