@@ -246,6 +246,10 @@ def deploy_settings() -> dict[str, Any]:
         "backup_config_minio_bucket": "bench",
         "backup_config_minio_access_key": f"bench-{secrets.token_hex(4)}",
         "backup_config_minio_secret_key": secrets.token_hex(20),
+        # Throwaway data in a test MinIO, through a stand-in that has only sa.
+        "deploy_accept_unencrypted_backups": True,
+        "deploy_accept_unlocked_bucket": True,
+        "deploy_accept_sa_login": True,
     }
 
 

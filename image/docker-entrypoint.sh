@@ -11,8 +11,8 @@ readonly MOUNTED_CONFIG="${GOBACKUP_CONFIG:-/etc/gobackup/gobackup.yml}"
 readonly BUNDLED_TEMPLATE="${GOBACKUP_TEMPLATE:-/usr/local/share/gobackup/gobackup.yml.template}"
 readonly STATE_DIR="${GOBACKUP_STATE_DIR:-${HOME:-/var/lib/gobackup}}"
 # The image's tools: console scripts of the sqlserver_backup package, on PATH.
-readonly BACKUP_CONFIG_TOOL="${BACKUP_CONFIG_TOOL:-backup-config}"
-readonly BACKUP_CLEANUP="${BACKUP_CLEANUP:-backup-cleanup}"
+readonly BACKUP_CONFIG_TOOL=backup-config
+readonly BACKUP_CLEANUP=backup-cleanup
 readonly SUPERVISOR=backup-supervisor
 
 log() { printf 'docker-entrypoint: %s\n' "$*" >&2; }

@@ -18,6 +18,7 @@ import yaml
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.config_yaml import yaml_problem
 from sqlserver_backup.container_settings import container_settings_problems
+from sqlserver_backup.environment_names import ignored_variable_problems
 from sqlserver_backup.gobackup_config import endpoints, load, load_lenient, storages, web_address
 from sqlserver_backup.gobackup_env import SECRET_VARIABLES, ca_bundle, render_defaults
 from sqlserver_backup.notify_settings import relay_channels
@@ -81,7 +82,9 @@ def _settings(config: Path) -> int:
         address = web_address(load_lenient(config, os.environ))
     except (ConfigError, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):
         address = None  # the config's own check names what is wrong with it
-    problems = container_settings_problems(os.environ, address[1] if address else None)
+    problems = ignored_variable_problems(os.environ) + container_settings_problems(
+        os.environ, address[1] if address else None
+    )
     return _error(problems, "settings error") if problems else 0
 
 

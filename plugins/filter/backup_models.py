@@ -94,6 +94,23 @@ def backup_models(databases: Sequence[Mapping[str, Any]], defaults: Mapping[str,
     return [_model(entry, defaults, host_path) for entry in databases]
 
 
+def backup_model_name_problems(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Models whose names give them the same .env variables: `-` and `_` both
+    become `_` in a variable's name, so `sales-eu` and `sales_eu` would share
+    one password and one passphrase, whichever .env wrote last. `models` as
+    the backup_models filter builds them."""
+    names_by_variable: dict[str, list[str]] = {}
+    for model in models:
+        names_by_variable.setdefault(model["password_variable"], []).append(str(model["name"]))
+    return [
+        f"backup_config_databases: the models {' and '.join(names)} would share the .env variables {variable}"
+        f" and {variable.replace('MSSQL_PASSWORD_', 'ENCRYPTION_PASSPHRASE_', 1)} (- and _ both become _ there),"
+        " so one would use the other's password and passphrase: rename one of them"
+        for variable, names in names_by_variable.items()
+        if len(names) > 1
+    ]
+
+
 def backup_env(fixed: Mapping[str, Any], models: Sequence[Mapping[str, Any]], notify: Mapping[str, Any]) -> dict:
     """What .env holds: the `fixed` entries, each model's passwords and
     passphrases (the current one only when encryption is on), then the
@@ -167,6 +184,7 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "backup_models": backup_models,
+            "backup_model_name_problems": backup_model_name_problems,
             "backup_env": backup_env,
             "backup_env_sources": backup_env_sources,
             "backup_notify_env": backup_notify_env,

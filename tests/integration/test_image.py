@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import re
+import shutil
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,6 +18,7 @@ import docker
 import pytest
 from sqlserver_backup_testing import (
     ARTIFACTS,
+    REPO,
     REQUIRED_ENV,
     base_image,
     dev_playbook,
@@ -285,3 +289,59 @@ def test_docker_stop_reaches_gobackup(running) -> None:
     running.reload()
     # 137 would mean Docker had to kill it: the signal never reached GoBackup.
     assert running.attrs["State"]["ExitCode"] == 0
+
+
+EXAMPLES_PROJECT = "sqlserver-backup-test-examples"
+
+
+def compose_examples(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", "-p", EXAMPLES_PROJECT, "--project-directory", str(directory), *arguments],
+        env={**os.environ, "BACKUP_IMAGE": IMAGE},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_examples_run_the_image_without_ansible(
+    client: docker.DockerClient, build_dir: Path, tmp_path: Path
+) -> None:
+    """examples/compose.yml with examples/.env: its placeholders are refused,
+    naming each; filled in, the container starts and turns healthy (nothing it
+    names can be reached here: the scheduler starts anyway and says so)."""
+    directory = tmp_path / "examples"
+    shutil.copytree(REPO / "examples", directory)
+    container = f"{EXAMPLES_PROJECT}-backup-1"
+    try:
+        started = compose_examples(directory, "up", "-d")
+        assert started.returncode == 0, started.stderr
+        refused = wait_until(
+            lambda: (
+                "still holds the placeholder CHANGE_ME" in (log := client.containers.get(container).logs().decode())
+                and log
+            ),
+            lambda: client.containers.get(container).logs().decode(),
+            60,
+            interval=0.5,
+        )
+        for name in ("MSSQL_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+            assert f"{name} still holds the placeholder CHANGE_ME" in refused
+        settings = (directory / ".env").read_text()
+        (directory / ".env").write_text(settings.replace("CHANGE_ME", "Example-Secret-1"))
+        recreated = compose_examples(directory, "up", "-d", "--force-recreate")
+        assert recreated.returncode == 0, recreated.stderr
+        backup = client.containers.get(container)
+        wait_until(
+            lambda: backup.exec_run(["/usr/local/bin/docker-healthcheck"]).exit_code == 0,
+            lambda: backup.logs().decode(),
+            90,
+            interval=1,
+        )
+        log = backup.logs().decode()
+        assert "starting the scheduler anyway" in log
+        assert "starting the GoBackup scheduler (TZ=Europe/Berlin)" in log
+        assert "Example-Secret-1" not in log
+    finally:
+        compose_examples(directory, "down", "-v")

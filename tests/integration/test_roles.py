@@ -19,6 +19,7 @@ TEST_SECRETS = {
     "vault_minio_backup_access_key": "backup-access-key-4d3c",
     "vault_minio_backup_secret_key": "Secr3tMinioKeyForTests9x",
     "vault_mssql_restore_password": "Rest0reOnlyPassw0rd",
+    "vault_backup_encryption_passphrase": "Encrypt1onPassphraseForTests",
     "vault_mssql_passwords": {
         "sqlprod_01": "Pr0dOnePasswordZq7",
         "sqlprod_02": "Pr0dTwoPasswordKw2",
@@ -211,6 +212,11 @@ def test_placeholders_from_the_example_vault_are_refused(tmp_path: Path, vault_p
         (
             '{"backup_config_databases": [{"name": "Sales", "database": "S", "host": "h", "password": "p"}]}',
             "lower case",
+        ),
+        (
+            '{"backup_config_databases": [{"name": "sales-eu", "database": "S", "host": "h", "password": "has space"},'
+            ' {"name": "sales_eu", "database": "S", "host": "h", "password": "it\'s quoted"}]}',
+            "the models sales-eu and sales_eu would share the .env variables MSSQL_PASSWORD_SALES_EU",
         ),
     ],
 )
@@ -525,6 +531,54 @@ def test_the_development_services_settings_are_checked_before_the_deploy(tmp_pat
     assert said(result, "dev_services_mssql_restore_sa_password is empty or still the placeholder CHANGE_ME")
     assert said(result, "dev_services_mssql_restore_port must be a port number, or 0 to publish none")
     assert not (tmp_path / "stack").exists(), "nothing was deployed"
+
+
+RISK_OPT_OUTS = ("deploy_accept_unencrypted_backups", "deploy_accept_unlocked_bucket", "deploy_accept_sa_login")
+
+
+def test_each_risk_is_refused_naming_its_opt_out_unless_accepted(tmp_path: Path) -> None:
+    """The dev inventory accepts all three risks; without that the deploy
+    stops before anything changes, naming each risk and its opt-out."""
+    result = dev_deploy(tmp_path, **dict.fromkeys(RISK_OPT_OUTS, False))
+    assert result.returncode != 0
+    assert said(result, "models sales, inventory would upload unencrypted archives")
+    assert said(result, "or set deploy_accept_unencrypted_backups: true")
+    assert said(result, "the bucket has no Object Lock (minio_setup_object_lock is false)")
+    assert said(result, "or set deploy_accept_unlocked_bucket: true")
+    assert said(result, "sales (export), sales (restore), inventory (export), inventory (restore) would log in as sa")
+    assert said(result, "or set deploy_accept_sa_login: true")
+    assert not (tmp_path / "stack").exists(), "nothing was deployed"
+
+    secured = dev_deploy(
+        tmp_path,
+        deploy_accept_sa_login=False,
+        backup_config_encryption_passphrase="Dev-Passphrase-1",
+        minio_setup_object_lock=True,
+        backup_stack_run_mode="sometimes",  # stops the deploy right after the risks
+    )
+    assert secured.returncode != 0
+    assert not said(secured, "unencrypted archives")
+    assert not said(secured, "no Object Lock")
+    assert said(secured, "or set deploy_accept_sa_login: true")
+
+
+@pytest.mark.parametrize("inventory", ["staging", "production"])
+def test_the_example_inventories_take_no_risk_a_deploy_refuses(
+    tmp_path: Path, vault_password_file: Path, inventory: str
+) -> None:
+    """Encryption, Object Lock (GOVERNANCE, 30 days) and logins of their own:
+    the examples' hosts get past the refusal and stop only where a host must
+    answer (none can be reached here)."""
+    secrets = tmp_path / "secrets.yml"
+    secrets.write_text(yaml.safe_dump(TEST_SECRETS))
+    result = ansible_playbook(
+        "-i", str(REPO / "inventories" / inventory), "--vault-password-file", str(vault_password_file),
+        "-e", "ansible_host=127.0.0.1", "-e", f"ansible_port={free_port()}", "-e", "ansible_become=false",
+        "-e", f"@{secrets}", str(REPO / "playbooks" / "deploy.yml"),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "UNREACHABLE" in result.stdout, result.stdout[-3000:]
+    assert not any(opt_out in result.stdout for opt_out in RISK_OPT_OUTS), result.stdout[-3000:]
 
 
 @pytest.mark.parametrize(

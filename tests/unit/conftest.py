@@ -19,14 +19,17 @@ def entrypoint_env(tmp_path: Path, standin_bin: Path) -> dict[str, str]:
     image's paths redirected into tmp_path, the stand-ins on PATH and then the
     venv's console scripts (backup-config, the backup-supervisor it execs)."""
     (tmp_path / "home").mkdir()
+    # The clean-up of interrupted uploads talks to MinIO: test_e2e runs it in
+    # the image; here, with no MinIO, a program that does nothing takes its name.
+    no_cleanup = tmp_path / "no-cleanup" / "backup-cleanup"
+    no_cleanup.parent.mkdir()
+    no_cleanup.write_text("#!/bin/sh\nexit 0\n")
+    no_cleanup.chmod(0o755)
     return {
-        "PATH": f"{standin_bin}:{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{no_cleanup.parent}:{standin_bin}:{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
         "GOBACKUP_CONFIG": str(tmp_path / "etc" / "gobackup.yml"),
         "GOBACKUP_TEMPLATE": str(REPO / "image" / "gobackup.yml.template"),
-        # The clean-up of interrupted uploads talks to MinIO: test_e2e runs it
-        # in the image; here, with no MinIO, it is left out.
-        "BACKUP_CLEANUP": "true",
         "TMPDIR": str(tmp_path / "work"),
         "SKIP_HEALTH_CHECK": "true",
     }

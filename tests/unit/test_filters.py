@@ -16,6 +16,7 @@ backup_models = collection_plugin("filter", "backup_models")
 backup_config = collection_plugin("filter", "backup_config")
 restore_plan = collection_plugin("filter", "restore_plan")
 fleet_status = collection_plugin("filter", "fleet_status")
+deploy_risks = collection_plugin("filter", "deploy_risks")
 
 # The role's defaults as vars/main.yml hands them over (-e and YAML give strings too).
 ENTRY_DEFAULTS = {
@@ -164,6 +165,50 @@ FIXED_SOURCES = {
     "MINIO_SECRET_KEY": "backup_config_minio_secret_key",
 }
 NOTIFY_SOURCES = {"NOTIFY_SLACK_URL": "backup_config_notify_slack_url"}
+
+
+def test_names_that_share_their_env_variables_are_refused_naming_both_models() -> None:
+    entries = [
+        {"name": name, "database": "D", "host": "h", "password": f"Pw-{name}"}
+        for name in ("sales-eu", "hr", "sales_eu", "hr-archive")
+    ]
+    models = backup_models.backup_models(entries, ENTRY_DEFAULTS, HOST_PATH)
+    assert backup_models.backup_model_name_problems(models) == [
+        "backup_config_databases: the models sales-eu and sales_eu would share the .env variables"
+        " MSSQL_PASSWORD_SALES_EU and ENCRYPTION_PASSPHRASE_SALES_EU (- and _ both become _ there),"
+        " so one would use the other's password and passphrase: rename one of them"
+    ]
+    assert backup_models.backup_model_name_problems(models[:2] + models[3:]) == []
+
+
+# --- deploy_risks: what a deploy refuses unless accepted by name ----------------------
+
+SAFE_ENTRY = {"name": "sales", "database": "S", "host": "h", "password": "p", "username": "exporter"}
+SAFE_DEFAULTS = {"encryption_passphrase": "Passphrase", "restore_username": "restorer"}
+NONE_ACCEPTED = dict.fromkeys(deploy_risks.RISKS, False)
+
+
+def test_a_safe_host_has_no_risk() -> None:
+    assert deploy_risks.deploy_risk_problems([model_of(SAFE_ENTRY, **SAFE_DEFAULTS)], True, NONE_ACCEPTED) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "defaults", "object_lock", "opt_out", "reason"),
+    [
+        ({}, {"encryption_passphrase": ""}, True, "deploy_accept_unencrypted_backups", "models sales would upload"),
+        ({}, {}, "no", "deploy_accept_unlocked_bucket", "minio_setup_object_lock is false"),
+        ({"username": "SA"}, {}, True, "deploy_accept_sa_login", "sales (export) would log in as sa"),
+        ({}, {"restore_username": "sa"}, True, "deploy_accept_sa_login", "sales (restore) would log in as sa"),
+    ],
+)
+def test_each_risk_is_named_with_its_opt_out_and_accepting_it_lets_the_host_pass(
+    entry: dict[str, Any], defaults: dict[str, Any], object_lock: Any, opt_out: str, reason: str
+) -> None:
+    models = [model_of({**SAFE_ENTRY, **entry}, **{**SAFE_DEFAULTS, **defaults})]
+    (problem,) = deploy_risks.deploy_risk_problems(models, object_lock, NONE_ACCEPTED)
+    assert reason in problem
+    assert f"or set {opt_out}: true to accept" in problem
+    assert deploy_risks.deploy_risk_problems(models, object_lock, {**NONE_ACCEPTED, opt_out: "true"}) == []
 
 
 @pytest.fixture
