@@ -99,14 +99,15 @@ def backup_model_name_problems(models: Sequence[Mapping[str, Any]]) -> list[str]
     become `_` in a variable's name, so `sales-eu` and `sales_eu` would share
     one password and one passphrase, whichever .env wrote last. `models` as
     the backup_models filter builds them."""
-    names_by_variable: dict[str, list[str]] = {}
+    names_by_variables: dict[tuple[str, str], list[str]] = {}
     for model in models:
-        names_by_variable.setdefault(model["password_variable"], []).append(str(model["name"]))
+        variables = (model["password_variable"], model["encryption_variable"])
+        names_by_variables.setdefault(variables, []).append(str(model["name"]))
     return [
-        f"backup_config_databases: the models {' and '.join(names)} would share the .env variables {variable}"
-        f" and {variable.replace('MSSQL_PASSWORD_', 'ENCRYPTION_PASSPHRASE_', 1)} (- and _ both become _ there),"
+        f"backup_config_databases: the models {' and '.join(names)} would share the .env variables {password}"
+        f" and {passphrase} (- and _ both become _ there),"
         " so one would use the other's password and passphrase: rename one of them"
-        for variable, names in names_by_variable.items()
+        for (password, passphrase), names in names_by_variables.items()
         if len(names) > 1
     ]
 

@@ -14,12 +14,8 @@ from typing import Any
 
 from ansible.plugins.filter.core import to_bool
 
-# Each opt-out variable, and what setting it to true accepts.
-RISKS = {
-    "deploy_accept_unencrypted_backups": "archives anyone who can read the bucket can read",
-    "deploy_accept_unlocked_bucket": "archives the host's own backup key can delete for good",
-    "deploy_accept_sa_login": "exports or restores that log in as sa",
-}
+# The opt-out variables, one per risk; each message says what it accepts.
+RISKS = ("deploy_accept_unencrypted_backups", "deploy_accept_unlocked_bucket", "deploy_accept_sa_login")
 
 
 def _sa_logins(models: Sequence[Mapping[str, Any]]) -> list[str]:
