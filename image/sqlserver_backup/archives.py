@@ -14,13 +14,15 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlserver_backup import go_time_location, gobackup_rules
 from sqlserver_backup.errors import CorruptArchive, RestoreError, WrongKey
 from sqlserver_backup.models import ModelArchives
+from sqlserver_backup.s3 import StoredObject, s3_storage
 
 DAC_NAMESPACE = "{http://schemas.microsoft.com/sqlserver/dac/Serialization/2012/02}"
 QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
@@ -29,6 +31,11 @@ QUOTED_NAME = re.compile(r"\[[^\[\]]+\](\.\[[^\[\]]+\])*")
 # at offset 257, or the gzip, zstd and xz magic numbers.
 ARCHIVE_MAGIC = ((257, b"ustar"), (0, b"\x1f\x8b"), (0, b"\x28\xb5\x2f\xfd"), (0, b"\xfd7zXZ\x00"))
 SALTED = b"Salted__"
+# GoBackup's archive name: the time, .tar, the compressor's extension (.gz,
+# .zst, .xz, ...) and .enc when encrypted.
+ARCHIVE_NAME = re.compile(r"(?P<time>.+?)\.tar(\.[A-Za-z0-9]+)?(\.enc)?")
+# S3 refuses a request signed further than this from the server's clock.
+CLOCK_SKEW_SECONDS = 15 * 60
 
 
 def passphrase_variables(
@@ -203,16 +210,81 @@ def archive_time(name: str) -> str:
 
 def archive_timestamp(name: str, body: Mapping[str, Any]) -> float | None:
     """When GoBackup made the archive: its name is the local time in the
-    model's filename_format (Go's 2006.01.02.15.04.05 by default)."""
-    layout = str((body.get("compress_with") or {}).get("filename_format") or "2006.01.02.15.04.05")
-    strptime = layout
+    model's filename_format (Go's 2006.01.02.15.04.05 by default), then .tar,
+    the compressor's extension and .enc when encrypted. None for a name that
+    is not such a name."""
+    named = ARCHIVE_NAME.fullmatch(name)
+    if not named:
+        return None
+    strptime = filename_format(body)
     for go, python in (("2006", "%Y"), ("01", "%m"), ("02", "%d"), ("15", "%H"), ("04", "%M"), ("05", "%S")):
         strptime = strptime.replace(go, python)
     try:
-        moment = datetime.datetime.strptime(name.split(".tar")[0], strptime)
+        moment = datetime.datetime.strptime(named["time"], strptime)
     except ValueError:
         return None
     return moment.replace(tzinfo=go_time_location.local_zone()).timestamp()
+
+
+def filename_format(body: Mapping[str, Any]) -> str:
+    return str((body.get("compress_with") or {}).get("filename_format") or "2006.01.02.15.04.05")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A model's archives by the time in their names, oldest first, and each
+    other object under its path with why it is not one of them."""
+
+    archives: list[StoredObject]
+    ignored: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        return [archive.name for archive in self.archives]
+
+
+def listed_archives(objects: Iterable[StoredObject], body: Mapping[str, Any]) -> Listing:
+    """GoBackup names an archive when it makes it, before the upload: an
+    object whose name is not a time in filename_format, or is a time later
+    than its upload (beyond the clock skew S3 itself accepts), was put there
+    by something else. It is ignored, and named, rather than taken for the
+    latest archive by a restore, a drill, backup-verify or the metrics."""
+    timed, ignored = [], {}
+    for stored in objects:
+        made = archive_timestamp(stored.name, body)
+        if made is None:
+            ignored[stored.name] = f"not an archive name (filename_format {filename_format(body)})"
+        elif made > stored.modified + CLOCK_SKEW_SECONDS:
+            ignored[stored.name] = f"its name is a time later than its upload at {utc_text(stored.modified)}"
+        else:
+            timed.append((made, stored.name, stored))
+    return Listing([stored for _, _, stored in sorted(timed)], dict(sorted(ignored.items())))
+
+
+def utc_text(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def storage_listing(body: Mapping[str, Any], timeout: float) -> Listing | None:
+    """The listing of the model's first S3 storage, else of its local
+    storage's folder; None when it has neither."""
+    storages = [storage for storage in (body.get("storages") or {}).values() if isinstance(storage, dict)]
+    for storage in storages:
+        if storage.get("type") in gobackup_rules.S3_STORAGE_TYPES:
+            return listed_archives(s3_storage(storage, timeout).objects(), body)
+    for storage in storages:
+        folder = Path(str(storage.get("path") or ""))
+        if storage.get("type") == "local" and storage.get("path") and folder.is_dir():
+            files = [(entry.name, entry.stat()) for entry in folder.iterdir() if entry.is_file()]
+            return listed_archives((StoredObject(name, found.st_size, found.st_mtime) for name, found in files), body)
+    return None
+
+
+def newest_archive(body: Mapping[str, Any], timeout: float) -> StoredObject | None:
+    """The archive a restore takes by default, with its size; None when the
+    model has none."""
+    listing = storage_listing(body, timeout)
+    return listing.archives[-1] if listing and listing.archives else None
 
 
 def fetch_packages(archives: ModelArchives, name: str, version_id: str, workdir: Path) -> tuple[list[Path], int]:

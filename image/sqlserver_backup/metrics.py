@@ -58,7 +58,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from sqlserver_backup import go_time_location, gobackup_config, gobackup_rules, restore_rules, state_files
-from sqlserver_backup.s3 import s3_storage
+from sqlserver_backup.archives import newest_archive
 
 POLL_SECONDS = 5.0
 STATE_FILE = "metrics-state.json"
@@ -148,18 +148,11 @@ def gauge(
     return family
 
 
-def last_archive_size(storages: Mapping[str, Any], timeout: float = 10) -> int | None:
-    """Size of the newest archive of a model's first S3 storage (else local
-    storage); None when it has none."""
-    for storage in storages.values():
-        if isinstance(storage, dict) and storage.get("type") in gobackup_rules.S3_STORAGE_TYPES:
-            sizes = s3_storage(storage, timeout).archive_sizes()
-            return sizes[max(sizes)] if sizes else None
-    for storage in storages.values():
-        if isinstance(storage, dict) and storage.get("type") == "local" and storage.get("path"):
-            files = [entry for entry in Path(str(storage["path"])).iterdir() if entry.is_file()]
-            return max(files).stat().st_size if files else None
-    return None
+def last_archive_size(body: Mapping[str, Any], timeout: float = 10) -> int | None:
+    """Size of the archive a restore takes by default (see
+    archives.listed_archives); None when the model has none."""
+    newest = newest_archive(body, timeout)
+    return newest.size if newest else None
 
 
 class Exporter(Collector):
@@ -255,7 +248,7 @@ class Exporter(Collector):
             if state.success <= state.size_of_success:
                 continue
             try:
-                size = self.size_of(body.get("storages") or {})
+                size = self.size_of(body)
             except Exception as error:  # MinIO down, a refused key: try again next time
                 self.tell(f"size {name}", f"cannot read the size of model {name}'s last archive: {error}")
                 continue

@@ -45,12 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlserver_backup import config_errors, gobackup_config, gobackup_env
-from sqlserver_backup.archives import archive_time, fetch_packages, package_tables
+from sqlserver_backup.archives import archive_time, fetch_packages, listed_archives, package_tables
 from sqlserver_backup.database import Database, utc_stamp
 from sqlserver_backup.drill import drill, one_drill_at_a_time
 from sqlserver_backup.errors import RestoreError
-from sqlserver_backup.models import active_config, model_archives, restore_server, work_directory
-from sqlserver_backup.s3 import S3Storage
+from sqlserver_backup.models import ModelArchives, active_config, model_archives, restore_server, work_directory
 
 
 class Stopped(BaseException):
@@ -112,9 +111,8 @@ def restore(arguments: argparse.Namespace) -> int:
     document, environment = gobackup_config.load(config, gobackup_env.resolve_file_env(os.environ))
     model = arguments.model
     archives, source = model_archives(config, document, environment, model, arguments.timeout)
-    storage = archives.storage
     if arguments.list_versions or arguments.list:
-        return list_archives(storage, arguments.list_versions)
+        return list_archives(archives, arguments.list_versions)
 
     # Every refusal comes before anything is downloaded.
     server = import_server(arguments, config, document, environment, source)
@@ -123,7 +121,7 @@ def restore(arguments: argparse.Namespace) -> int:
     target = arguments.target_database
     if target and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", target):
         raise RestoreError(f"target database name {target!r} may hold only letters, digits and _.- (100 at most)")
-    name = choose_archive(storage, arguments)
+    name = choose_archive(archives, arguments)
     if target and not arguments.drill and server.exists(target) and not arguments.replace:
         raise RestoreError(
             f"database {target} already exists on {server.server}; pass --replace to swap it for the restored one"
@@ -147,14 +145,18 @@ def restore(arguments: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def list_archives(storage: S3Storage, versions: bool) -> int:
-    """--list-versions (every retained version) or --list (the current archives)."""
+def list_archives(archives: ModelArchives, versions: bool) -> int:
+    """--list-versions (every retained version) or --list (the current
+    archives, oldest first, then what is ignored and why)."""
+    storage = archives.storage
     if versions:
         lines = [f"{name} version={version} {state}" for name, version, state in storage.versions()]
         print("\n".join(lines) if lines else f"no archive versions under {storage.bucket}/{storage.path}")
         return 0
-    archives = storage.archives()
-    print("\n".join(archives) if archives else f"no archives under {storage.bucket}/{storage.path}")
+    listing = listed_archives(storage.objects(), archives.body)
+    print("\n".join(listing.names) if listing.names else f"no archives under {storage.bucket}/{storage.path}")
+    for name, why in listing.ignored.items():
+        print(f"IGNORED {name}: {why}")
     return 0
 
 
@@ -181,7 +183,8 @@ def import_server(
     return source
 
 
-def choose_archive(storage: S3Storage, arguments: argparse.Namespace) -> str:
+def choose_archive(archives: ModelArchives, arguments: argparse.Namespace) -> str:
+    storage = archives.storage
     if arguments.version_id:
         # A retained version, perhaps behind a delete marker: the listing of
         # current archives does not show it.
@@ -193,12 +196,18 @@ def choose_archive(storage: S3Storage, arguments: argparse.Namespace) -> str:
                 " (see --list-versions)"
             )
         return arguments.archive
-    archives = storage.archives()
-    if not archives:
+    listing = listed_archives(storage.objects(), archives.body)
+    for ignored, why in listing.ignored.items():
+        print(f"restore: ignoring {storage.bucket}/{storage.key(ignored)}: {why}", flush=True)
+    names = listing.names
+    if arguments.archive in listing.ignored:
+        why = listing.ignored[arguments.archive]
+        raise RestoreError(f"{arguments.archive} is not an archive of model {arguments.model}: {why}")
+    if not names:
         raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
-    name = arguments.archive or archives[-1]
-    if name not in archives:
-        raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {archives[-1]})")
+    name = arguments.archive or names[-1]
+    if name not in names:
+        raise RestoreError(f"archive {name} is not in {storage.bucket}/{storage.path} (latest: {names[-1]})")
     return name
 
 

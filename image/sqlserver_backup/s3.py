@@ -35,6 +35,16 @@ STATE_FOLDER = ".gobackup-state/"
 CHUNK_BYTES = 1 << 20
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """An object right under a model's path: its name, size in bytes and
+    upload time (seconds since the epoch)."""
+
+    name: str
+    size: int
+    modified: float
+
+
 def http_client(timeout: float) -> urllib3.PoolManager:
     """No retries: a request that fails is reported at once, as a timeout
     bounds each connection and each read rather than the whole request."""
@@ -123,19 +133,16 @@ class S3Storage:
             + f" for {key or 'the listing'}"
         )
 
-    def archives(self) -> list[str]:
-        """Archive names under the model's path, oldest first (names are times)."""
-        return sorted(self.archive_sizes())
-
-    def archive_sizes(self) -> dict[str, int]:
-        """Size in bytes of each archive under the model's path, by name."""
-        sizes = {}
+    def objects(self) -> list[StoredObject]:
+        """Every object right under the model's path (archives.listed_archives
+        tells GoBackup's archives from anything else put there)."""
+        found = []
         with self.answering():
             for entry in self.client.list_objects(self.bucket, prefix=self.prefix, recursive=True):
                 name = self.archive_name(entry.object_name or "")
-                if name and entry.size is not None:
-                    sizes[name] = entry.size
-        return sizes
+                if name and entry.size is not None and entry.last_modified is not None:
+                    found.append(StoredObject(name, entry.size, entry.last_modified.timestamp()))
+        return found
 
     def versions(self) -> list[tuple[str, str, str]]:
         """(archive name, version ID, state) of every version under the model's

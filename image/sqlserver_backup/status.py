@@ -57,10 +57,10 @@ from sqlserver_backup import (
     state_files,
 )
 from sqlserver_backup.archives import archive_timestamp
+from sqlserver_backup.archives import newest_archive as stored_newest_archive
 from sqlserver_backup.database import Database
 from sqlserver_backup.errors import RestoreError
 from sqlserver_backup.models import active_config
-from sqlserver_backup.s3 import s3_storage
 
 LIST_QUERY = "SELECT name FROM sys.databases WHERE database_id > 4 AND source_database_id IS NULL"
 SYSTEM_DATABASES = {"master", "tempdb", "model", "msdb"}
@@ -206,26 +206,11 @@ def coverage_main(arguments: argparse.Namespace) -> int:
 def newest_archive(
     body: Mapping[str, Any], timeout: float = STORAGE_TIMEOUT_SECONDS
 ) -> tuple[float | None, int] | None:
-    """(time, size) of the newest archive in the model's first S3 storage (else
-    its local storage); None when it has none. The time is GoBackup's, from the
-    name (None when the name does not follow filename_format)."""
-    sizes: dict[str, int] | None = None
-    storages = [s for s in (body.get("storages") or {}).values() if isinstance(s, dict)]
-    for storage in storages:
-        if storage.get("type") in gobackup_rules.S3_STORAGE_TYPES:
-            sizes = s3_storage(storage, timeout).archive_sizes()
-            break
-    else:
-        for storage in storages:
-            if storage.get("type") == "local" and storage.get("path") and Path(str(storage["path"])).is_dir():
-                sizes = {e.name: e.stat().st_size for e in Path(str(storage["path"])).iterdir() if e.is_file()}
-                break
-    if not sizes:
-        return None
-    timed = {name: archive_timestamp(name, body) for name in sizes}
-    # Names are times: the newest sorts last (the archive backup-restore restores).
-    name = max(sizes, key=lambda name: (timed[name] or 0, name))
-    return timed[name], sizes[name]
+    """(time, size) of the archive a restore takes by default (see
+    archives.listed_archives); None when the model has none. The time is
+    GoBackup's, from the name."""
+    newest = stored_newest_archive(body, timeout)
+    return (archive_timestamp(newest.name, body), newest.size) if newest else None
 
 
 def when(moment: float | None) -> str:

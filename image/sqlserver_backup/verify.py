@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from sqlserver_backup import config_errors, gobackup_config, gobackup_env
-from sqlserver_backup.archives import check_package, decrypt, unpack
+from sqlserver_backup.archives import check_package, decrypt, listed_archives, unpack
 from sqlserver_backup.errors import CorruptArchive, RestoreError, WrongKey
 from sqlserver_backup.models import active_config, model_archives, work_directory
 
@@ -29,7 +29,10 @@ def verify(arguments: argparse.Namespace) -> int:
         for model in models:
             archives, _ = model_archives(config, document, environment, model, arguments.timeout)
             storage = archives.storage
-            names = storage.archives()
+            listing = listed_archives(storage.objects(), archives.body)
+            for name, why in listing.ignored.items():
+                print(f"IGNORED model={model} key={storage.key(name)} reason={why}", flush=True)
+            names = listing.names
             if not names:
                 print(f"MISSING model={model}: no archives in {storage.bucket}/{storage.path}", flush=True)
                 failed += 1

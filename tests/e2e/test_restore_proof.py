@@ -10,6 +10,7 @@ stack itself is deployed once for the module."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import re
@@ -154,6 +155,10 @@ def databases(client: docker.DockerClient, server: str) -> list[str]:
     return sorted(sql(client, server, "SELECT name FROM sys.databases"))
 
 
+# GoBackup's default filename_format, 2006.01.02.15.04.05.
+ARCHIVE_TIME = "%Y.%m.%d.%H.%M.%S"
+
+
 def archives(bucket: Minio, model: str) -> list[str]:
     names = [obj.object_name for obj in bucket.list_objects(BUCKET, prefix=f"{PREFIX}/{model}/")]
     return sorted(name.rsplit("/", 1)[1] for name in names if ".tar" in name)
@@ -226,8 +231,12 @@ def damaged_import_archive(bucket: Minio, name: str) -> bytes:
 
 
 @contextlib.contextmanager
-def newest(bucket: Minio, model: str, name: str, data: bytes) -> Iterator[str]:
-    """An archive put in as the model's newest, removed on leaving."""
+def newest(bucket: Minio, model: str, extension: str, data: bytes) -> Iterator[str]:
+    """An archive put in as the model's newest, removed on leaving: named a
+    second after the newest archive (a name later than the upload is no
+    archive; tests/unit/test_archive_listing.py)."""
+    made = datetime.datetime.strptime(archives(bucket, model)[-1][:19], ARCHIVE_TIME) + datetime.timedelta(seconds=1)
+    name = made.strftime(ARCHIVE_TIME) + extension
     key = f"{PREFIX}/{model}/{name}"
     bucket.put_object(BUCKET, key, io.BytesIO(data), len(data))
     try:
@@ -297,12 +306,12 @@ def test_a_replace_that_fails_at_any_step_leaves_the_target_intact(
             replace += ["--timeout", "5"]
         elif step == "decrypt":
             name = faults.enter_context(
-                newest(bucket, "sales", "2099.01.01.00.00.00.tar.enc", foreign_key_archive(bucket, archive["sales"]))
+                newest(bucket, "sales", ".tar.enc", foreign_key_archive(bucket, archive["sales"]))
             )
             replace += ["--archive", name]
         elif step == "import":
             name = faults.enter_context(
-                newest(bucket, "sales", "2099.01.01.00.00.00.tar", damaged_import_archive(bucket, archive["sales"]))
+                newest(bucket, "sales", ".tar", damaged_import_archive(bucket, archive["sales"]))
             )
             replace += ["--archive", name]
         elif step == "check":
@@ -315,7 +324,7 @@ def test_a_replace_that_fails_at_any_step_leaves_the_target_intact(
     reason = {
         "download": "cannot reach",
         # The stack encrypts nothing: an encrypted archive has no passphrase here.
-        "decrypt": "2099.01.01.00.00.00.tar.enc of model sales is encrypted, but no passphrase for it is set",
+        "decrypt": ".tar.enc of model sales is encrypted, but no passphrase for it is set",
         "import": "sqlpackage import into SalesLive_restoring_",
         "check": "DBCC CHECKDB of SalesLive_restoring_",
         "swap": "SalesLive_restoring_",
@@ -363,7 +372,7 @@ def test_a_restore_into_the_source_needs_one_host_a_target_and_its_name_again(st
 
 @standins_only
 def test_a_drill_that_fails_mid_import_leaves_nothing_on_the_restore_server(stack, bucket, archive) -> None:
-    with newest(bucket, "sales", "2099.01.01.00.00.00.tar", damaged_import_archive(bucket, archive["sales"])):
+    with newest(bucket, "sales", ".tar", damaged_import_archive(bucket, archive["sales"])):
         code, output = run(stack, "backup-restore", "--model", "sales", "--drill")
     assert code == 1, output
     assert re.search(
@@ -371,6 +380,28 @@ def test_a_drill_that_fails_mid_import_leaves_nothing_on_the_restore_server(stac
     )
     assert "dropped SalesDemo_drill_" in output, "the partial import was there and is gone"
     assert leftovers(stack) == []
+
+
+def test_an_object_planted_under_a_later_name_is_never_the_latest_archive(stack, bucket, archive) -> None:
+    planted = "2099.01.01.00.00.00.tar"
+    key = f"{PREFIX}/sales/{planted}"
+    data = bucket.get_object(BUCKET, f"{PREFIX}/sales/{archive['sales']}").read()
+    bucket.put_object(BUCKET, key, io.BytesIO(data), len(data))
+    try:
+        why = f"{planted}: its name is a time later than its upload at "
+        code, listed = run(stack, "backup-restore", "--model", "sales", "--list")
+        assert code == 0, listed
+        assert listed.splitlines()[-2] == archive["sales"], listed
+        assert listed.splitlines()[-1].startswith(f"IGNORED {why}"), listed
+        code, verified = run(stack, "backup-verify", "--model", "sales")
+        assert code == 0, verified
+        assert f"OK model=sales key={PREFIX}/sales/{archive['sales']} " in verified, verified
+        assert f"IGNORED model=sales key={key} reason=" in verified, verified
+        code, refused = run(stack, "backup-restore", "--model", "sales", "--archive", planted)
+        assert code == 1, refused
+        assert f"{planted} is not an archive of model sales: its name is a time later" in refused, refused
+    finally:
+        bucket.remove_object(BUCKET, key)
 
 
 # --- 2. Proven restorable, on a schedule ------------------------------------------------
@@ -414,7 +445,7 @@ def test_scheduled_drills_record_prove_and_alert_on_a_broken_archive(stack, buck
 
         broken = damaged_import_archive(bucket, archive["sales"]) if USES_STANDINS else b"not an archive"
         received.unlink(missing_ok=True)
-        with newest(bucket, "sales", "2099.01.01.00.00.00.tar", broken):
+        with newest(bucket, "sales", ".tar", broken):
             wait_until(
                 lambda: drill_results(stack)["sales"]["SalesDemo"]["result"] == "fail",
                 "the next scheduled drill failed",
@@ -585,7 +616,7 @@ def test_the_alert_rules_fire_for_an_uncovered_database_and_a_broken_drill_only(
     sql(stack, SOURCE, "CREATE DATABASE Payroll")
     run(stack, "backup-coverage")
     broken = damaged_import_archive(bucket, archive["sales"]) if USES_STANDINS else b"not an archive"
-    with newest(bucket, "sales", "2099.01.01.00.00.00.tar", broken):
+    with newest(bucket, "sales", ".tar", broken):
         assert run(stack, "backup-restore", "--model", "sales", "--drill")[0] == 1
     wait_until(
         lambda: {("DatabaseUncovered", "Payroll"), ("RestoreDrillFailed", "SalesDemo")} <= firing(prometheus),
