@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlserver_backup import model_locks
 from sqlserver_backup.database import Database
 from sqlserver_backup.errors import RestoreError
 
@@ -97,11 +98,24 @@ def space_report(options: Mapping[str, str], stderr: str, free_at_start: dict[Pa
     )
 
 
+def exported_model(target: str) -> str:
+    """The model of GoBackup's dump path
+    <TempPath>/<model>/mssql/<database key>/<database>.bacpac; '' for any other."""
+    parts = Path(target).parts
+    return parts[-4] if len(parts) >= 5 and parts[-3] == "mssql" else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options = sqlpackage_options(argv)
     if options.get("action", "").lower() != "export" or not options.get("targetfile"):
         os.execv(REAL_SQLPACKAGE, [REAL_SQLPACKAGE, *argv])  # noqa: S606 - the arguments as GoBackup gave them
+    try:
+        if model := exported_model(options["targetfile"]):
+            model_locks.wait_for_manual_run(model, lambda line: print(f"backup-sqlpackage: {line}", flush=True))
+    except RestoreError as error:
+        sys.stderr.write(f"*** {error}\n")
+        return 1
     # .NET's temp directory: TMPDIR, else /tmp.
     buffers = [
         Path(options["targetfile"]).parent,

@@ -1,8 +1,10 @@
 """The work volume fills up during an export: the run fails naming the volume,
 the space it had and the space the export needs, nothing is uploaded, the
-scheduler keeps running, and the next run succeeds once space is freed. A stack
-of its own (playbooks/deploy.yml), its work volume a 16 MiB tmpfs through
-backup_stack_work_volume_driver_opts."""
+scheduler keeps running, and the next run succeeds once space is freed. A
+manual run (backup-now, backup_now.yml) exports through the work volume as a
+scheduled one does, and never beside a scheduled run of its model. A stack of
+its own (playbooks/deploy.yml), its work volume a 16 MiB tmpfs through
+backup_stack_work_volume_driver_opts, its /tmp smaller than a table."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ STACK_VARS = {
         "device": "tmpfs",
         "o": "size=16m,uid=10001,gid=10001,mode=0700",
     },
+    # Smaller than the table of the attachments fixture: an export that
+    # buffers table data in /tmp fails.
+    "backup_stack_tmp_size": "256k",
     # One model, run by the test only: its schedule does not come round.
     "backup_config_databases": [
         {
@@ -113,18 +118,27 @@ def size_in_bytes(text: str) -> float:
     return float(number) * {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[unit]
 
 
-def test_a_full_work_volume_fails_the_run_naming_it_and_the_next_run_succeeds(stack: docker.DockerClient) -> None:
-    client = stack
-    sql(client, "CREATE TABLE dbo.Attachments (id INT, body NVARCHAR(4000))")
+@pytest.fixture(scope="module")
+def attachments(stack: docker.DockerClient) -> None:
+    """A table of about 0.5 MiB that does not compress, in SalesDemo."""
+    if "Attachments" in sql(stack, "SELECT name FROM sys.tables"):
+        return
+    sql(stack, "CREATE TABLE dbo.Attachments (id INT, body NVARCHAR(4000))")
     for first in range(0, FILLER_ROWS, 20):  # a command line argument holds at most 128 KiB
         rows = ", ".join(f"({i}, N'{secrets.token_hex(ROW_CHARACTERS // 2)}')" for i in range(first, first + 20))
-        sql(client, f"INSERT INTO dbo.Attachments (id, body) VALUES {rows}")  # noqa: S608 - the test's own rows
-    bucket = Minio(
-        f"127.0.0.1:{MINIO_PORT}",
-        "minio-admin",
-        (ROOT / "secrets" / "minio_root_password").read_text().split()[0],
-        secure=False,
-    )
+        sql(stack, f"INSERT INTO dbo.Attachments (id, body) VALUES {rows}")  # noqa: S608 - the test's own rows
+
+
+def minio_bucket() -> Minio:
+    password = (ROOT / "secrets" / "minio_root_password").read_text().split()[0]
+    return Minio(f"127.0.0.1:{MINIO_PORT}", "minio-admin", password, secure=False)
+
+
+def test_a_full_work_volume_fails_the_run_naming_it_and_the_next_run_succeeds(
+    stack: docker.DockerClient, attachments: None
+) -> None:
+    client = stack
+    bucket = minio_bucket()
     before = archives(bucket)
 
     # Leave 256 KiB free on the 16 MiB volume: the export (about 0.5 MiB of
@@ -177,3 +191,53 @@ def test_a_full_work_volume_fails_the_run_naming_it_and_the_next_run_succeeds(st
     secret_values = [SA_PASSWORD] + [path.read_text().split()[0] for path in (ROOT / "secrets").iterdir()]
     shown = backup.logs().decode() + "\n".join(OUTPUTS)
     assert not [value for value in secret_values if value in shown], "no secret in the log or Ansible's output"
+
+
+def test_a_manual_run_exports_as_a_scheduled_one_and_never_beside_it(
+    stack: docker.DockerClient, attachments: None
+) -> None:
+    backup = stack.containers.get(BACKUP)
+    bucket = minio_bucket()
+    before = archives(bucket)
+
+    # GoBackup's perform on its own, as backup_now.yml ran it before: no
+    # TMPDIR, so the table data goes to the container's small /tmp.
+    bare = backup.exec_run(["gobackup", "perform", "-c", "/etc/gobackup/gobackup.yml", "-m", "sales"])
+    assert bare.exit_code != 0, bare.output.decode()
+    assert "No space left on device" in bare.output.decode()
+
+    # A scheduled run of sales in progress (its TempPath): backup-now waits,
+    # then gives up naming it.
+    in_backup(stack, "mkdir -p /tmp/gobackup/1765000000000000000/sales")
+    try:
+        held = backup.exec_run(["backup-now", "--model", "sales", "--wait", "2"]).output.decode()
+    finally:
+        in_backup(stack, "rm -r /tmp/gobackup/1765000000000000000")
+    assert (
+        "BACKUP-NOW FAIL model=sales: model sales is held by the run in progress in"
+        " /tmp/gobackup/1765000000000000000; gave up after 2 s"
+    ) in held, held
+
+    # A manual run holds sales: a scheduled run's export waits for it, then runs.
+    lock = "/var/lib/gobackup/locks/sales.lock"
+    backup.exec_run(
+        [
+            "sh",
+            "-c",
+            f"mkdir -p /var/lib/gobackup/locks && flock {lock} sh -c 'echo backup-now pid 7 > {lock}; sleep 6'",
+        ],
+        detach=True,
+    )
+    wait_until(lambda: "pid 7" in in_backup(stack, f"cat {lock} 2>/dev/null || true"), "the lock is held", 30)
+    start = log_length(stack)
+    perform_in_scheduler(stack)
+    logs = wait_for_log(stack, start, r"\[Notifier\] Running 0 Notifiers")
+    assert "model sales is held by a manual run (backup-now pid 7); this scheduled export waits for it" in logs, logs
+    assert "Perform error" not in logs, logs[-3000:]
+
+    # backup_now.yml: backup-now, through the entrypoint's environment.
+    result = dev_playbook("backup_now.yml", STACK_VARS)
+    OUTPUTS.append(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "BACKUP-NOW OK model=sales" in result.stdout
+    assert len(set(archives(bucket)) - set(before)) == 2, "the scheduled run's archive and the manual run's"

@@ -1,0 +1,103 @@
+"""One run of a model at a time, across processes. GoBackup's own lock is a
+mutex inside one process (its scheduler): a `gobackup perform` started beside
+it would run the same model at the same time, two exports of one database and
+two writers of its keep state.
+
+So a manual run (backup-now) holds the model's lock file for its whole run,
+and starts only while no scheduled run of the model is in progress (a
+TempPath of the model in the work dir). A scheduled run's export, in the
+sqlpackage wrapper, waits while a manual run holds the lock. Each side waits
+up to a limit, then fails naming the run that holds the model."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from sqlserver_backup import state_files
+from sqlserver_backup.errors import RestoreError
+
+# Set in the environment of the `gobackup perform` a manual run starts: its
+# own exports pass the lock it holds.
+HOLDER_VARIABLE = "BACKUP_NOW_MODEL"
+WAIT_SECONDS = 3600
+POLL_SECONDS = 1.0
+SAY_EVERY_SECONDS = 60
+
+
+def lock_path(model: str) -> Path:
+    return state_files.STATE_DIR / "locks" / f"{model}.lock"
+
+
+def holder(model: str) -> str:
+    """Who holds the model's lock, as the holder wrote it."""
+    with contextlib.suppress(OSError):
+        return lock_path(model).read_text(encoding="utf-8").strip()
+    return ""
+
+
+def try_lock(file: IO[str]) -> bool:
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def manual_run(model: str, scheduled_run: Callable[[], str], wait: float, say: Callable[[str], None]) -> Iterator[None]:
+    """Holds the model for a manual run: once no other manual run holds its
+    lock and `scheduled_run()` names no scheduled run in progress (checked
+    again with the lock held). RestoreError naming the holder after `wait`
+    seconds."""
+    path = lock_path(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline, said = time.monotonic() + wait, 0.0
+    with path.open("a+", encoding="utf-8") as file:
+        while True:
+            busy = ""
+            if try_lock(file):
+                busy = scheduled_run()
+                if not busy:
+                    break
+                fcntl.flock(file, fcntl.LOCK_UN)
+            else:
+                busy = f"a manual run ({holder(model) or 'holder unknown'})"
+            if time.monotonic() >= deadline:
+                raise RestoreError(f"model {model} is held by {busy}; gave up after {wait:.0f} s")
+            if time.monotonic() - said >= SAY_EVERY_SECONDS:
+                say(f"model {model} is held by {busy}; waiting (up to {wait:.0f} s)")
+                said = time.monotonic()
+            time.sleep(POLL_SECONDS)
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        file.truncate(0)
+        file.write(f"backup-now pid {os.getpid()}, started {started}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            file.truncate(0)
+
+
+def wait_for_manual_run(model: str, say: Callable[[str], None], wait: float = WAIT_SECONDS) -> None:
+    """For a scheduled run's export: returns once no manual run holds the
+    model (at once for the manual run's own exports); RestoreError after
+    `wait` seconds."""
+    if os.environ.get(HOLDER_VARIABLE) == model or not lock_path(model).exists():
+        return
+    deadline, said = time.monotonic() + wait, 0.0
+    with lock_path(model).open("a+", encoding="utf-8") as file:
+        while not try_lock(file):
+            busy = holder(model) or "holder unknown"
+            if time.monotonic() >= deadline:
+                raise RestoreError(f"model {model} is held by a manual run ({busy}); gave up after {wait:.0f} s")
+            if time.monotonic() - said >= SAY_EVERY_SECONDS:
+                say(f"model {model} is held by a manual run ({busy}); this scheduled export waits for it")
+                said = time.monotonic()
+            time.sleep(POLL_SECONDS)
