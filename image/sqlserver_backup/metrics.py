@@ -13,11 +13,11 @@ time and the duration of the last run; GoBackup's own gobackup_* families are
 served on with their names, labels and values. GoBackup never reports an
 archive's size (it removes the temp folder before it looks), so after each
 new success the size is read from the model's first S3 storage: a listing
-with the model's own key under its own path, the newest archive by name
-(names are times: the one backup-restore restores). What it knows is kept in the state volume, so a
-restart of the container or of GoBackup forgets no success time.
-Runs of `gobackup perform` started with docker exec (backup_now.yml) are
-processes of their own that report to no scheduler: they are not counted.
+with the model's own key under its own path, the newest archive
+(archives.listed_archives: the one backup-restore restores). What it knows is kept in the state
+volume, so a restart of the container or of GoBackup forgets no success time.
+Manual runs (backup-now, backup_now.yml) are `gobackup perform` processes of
+their own that report to no scheduler: they are not counted.
 
 Beside them, at each scrape, the proof of the backups: per database the last
 restore drill (drills.json, written by backup-restore --drill), its result,

@@ -123,7 +123,7 @@ def test_a_healthy_non_root_container_runs_the_built_image_by_digest(host, built
 def test_a_backup_lands_under_the_hosts_prefix(host, root_minio: Minio) -> None:
     name = host.backend.get_hostname()
     model = MODELS[name][0]
-    host.check_output(f"docker exec {CONTAINER} gobackup perform -m {model}")
+    host.check_output(f"docker exec {CONTAINER} backup-now --model {model}")
     keys = [
         item.object_name for item in root_minio.list_objects(BUCKET, prefix=f"fleet/{name}/{model}/", recursive=True)
     ]
