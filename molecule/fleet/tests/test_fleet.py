@@ -120,6 +120,18 @@ def test_a_healthy_non_root_container_runs_the_built_image_by_digest(host, built
     assert re.search(r"image: \"(sha256:[0-9a-f]{64}|[^\"]+@sha256:[0-9a-f]{64})\"", compose)
 
 
+def test_proc_hides_other_users_processes_where_the_inventory_asks(host) -> None:
+    """backup-3 sets docker_host_proc_hidepid: an unprivileged user there sees
+    no other user's process (sqlpackage's command line holds the password)."""
+    asked = host.backend.get_hostname() == "backup-3"
+    [proc] = [
+        line.split() for line in host.file("/proc/mounts").content_string.splitlines() if line.split()[1] == "/proc"
+    ]
+    assert ("hidepid=invisible" in proc[3] or "hidepid=2" in proc[3]) == asked, proc
+    # PID 1 is root's init on every host.
+    assert host.run("runuser -u nobody -- test -r /proc/1/cmdline").rc == (1 if asked else 0)
+
+
 def test_a_backup_lands_under_the_hosts_prefix(host, root_minio: Minio) -> None:
     name = host.backend.get_hostname()
     model = MODELS[name][0]
