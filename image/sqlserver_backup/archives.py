@@ -273,11 +273,15 @@ def storage_listing(body: Mapping[str, Any], timeout: float) -> Listing | None:
         if storage.get("type") in gobackup_rules.S3_STORAGE_TYPES:
             return listed_archives(s3_storage(storage, timeout).objects(), body)
     for storage in storages:
-        folder = Path(str(storage.get("path") or ""))
-        if storage.get("type") == "local" and storage.get("path") and folder.is_dir():
-            files = [(entry.name, entry.stat()) for entry in folder.iterdir() if entry.is_file()]
-            return listed_archives((StoredObject(name, found.st_size, found.st_mtime) for name, found in files), body)
+        if storage.get("type") == "local" and storage.get("path") and Path(str(storage["path"])).is_dir():
+            return local_listing(Path(str(storage["path"])), body)
     return None
+
+
+def local_listing(folder: Path, body: Mapping[str, Any]) -> Listing:
+    """The listing of a local storage's folder (a file's mtime is its upload)."""
+    files = [(entry.name, entry.stat()) for entry in folder.iterdir() if entry.is_file()]
+    return listed_archives((StoredObject(name, found.st_size, found.st_mtime) for name, found in files), body)
 
 
 def newest_archive(body: Mapping[str, Any], timeout: float) -> StoredObject | None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlserver_backup import model_locks
+from sqlserver_backup import model_locks, work_space
 from sqlserver_backup.database import Database
 from sqlserver_backup.errors import RestoreError
 
@@ -110,9 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     options = sqlpackage_options(argv)
     if options.get("action", "").lower() != "export" or not options.get("targetfile"):
         os.execv(REAL_SQLPACKAGE, [REAL_SQLPACKAGE, *argv])  # noqa: S606 - the arguments as GoBackup gave them
+    # GoBackup logs the stdout of an export that succeeded, the stderr of one
+    # that failed: the space warning goes to both.
+    warning = ""
     try:
         if model := exported_model(options["targetfile"]):
             model_locks.wait_for_manual_run(model, lambda line: print(f"backup-sqlpackage: {line}", flush=True))
+            if warning := work_space.warning_before_export(model):
+                print(warning, flush=True)
     except RestoreError as error:
         sys.stderr.write(f"*** {error}\n")
         return 1
@@ -129,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     # passed on once sqlpackage has exited, the report after it.
     result = subprocess.run([REAL_SQLPACKAGE, *argv], stderr=subprocess.PIPE, check=False)
     stderr = result.stderr.decode(errors="replace")
+    if result.returncode != 0 and warning:
+        sys.stderr.write(warning + "\n")
     sys.stderr.write(stderr)
     if result.returncode != 0 and NO_SPACE in stderr.lower():
         try:

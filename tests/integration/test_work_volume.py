@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import pytest
 from minio import Minio
-from sqlserver_backup_testing import dev_playbook, dev_stack_vars, scratch_stack, stack_names, wait_until
+from sqlserver_backup_testing import dev_playbook, dev_stack_vars, said, scratch_stack, stack_names, wait_until
 
 MINIO_PORT = 31662
 BUCKET = "sqlserver-backups"
@@ -241,3 +241,44 @@ def test_a_manual_run_exports_as_a_scheduled_one_and_never_beside_it(
     assert result.returncode == 0, result.stdout[-4000:]
     assert "BACKUP-NOW OK model=sales" in result.stdout
     assert len(set(archives(bucket)) - set(before)) == 2, "the scheduled run's archive and the manual run's"
+
+
+def test_a_model_short_of_room_on_the_work_volume_is_named_before_its_run(
+    stack: docker.DockerClient, attachments: None
+) -> None:
+    backup = stack.containers.get(BACKUP)
+    if not in_backup(stack, "ls /tmp/gobackup/local/sales 2>/dev/null || true").strip():
+        result = dev_playbook("backup_now.yml", STACK_VARS)
+        assert result.returncode == 0, result.stdout[-4000:]
+    roomy = backup.exec_run(["backup-space"])
+    assert roomy.exit_code == 0, roomy.output.decode()
+    assert re.fullmatch(r"OK model=sales: \S+ \S+ free, the next run needs about \S+ \S+\n", roomy.output.decode())
+
+    # Leave 256 KiB: less than three times the last archive.
+    in_backup(
+        stack,
+        "free=$(df -P -B1 /tmp/gobackup | awk 'NR == 2 { print $4 }');"
+        " head -c $((free - 262144)) /dev/zero > /tmp/gobackup/filler",
+    )
+    try:
+        short = backup.exec_run(["backup-space"])
+        deploy = dev_playbook("deploy.yml", STACK_VARS)
+        OUTPUTS.append(deploy.stdout + deploy.stderr)
+        start = log_length(stack)
+        perform_in_scheduler(stack)
+        logs = wait_for_log(stack, start, r"Perform error: |\[Notifier\] Running 0 Notifiers")
+    finally:
+        in_backup(stack, "rm -f /tmp/gobackup/filler")
+    # A last scheduled run that succeeded again (the health check reports a failed one).
+    start = log_length(stack)
+    perform_in_scheduler(stack)
+    wait_for_log(stack, start, r"\[Notifier\] Running 0 Notifiers")
+
+    named = f"SHORT model=sales: the work volume {WORK_VOLUME} (mounted at /tmp/gobackup) has "
+    assert short.exit_code == 1, short.output.decode()
+    assert short.output.decode().startswith(named), short.output.decode()
+    assert "(Ansible: backup_stack_work_volume_driver_opts)" in short.output.decode()
+    assert f"backup-sqlpackage: warning: {named}" in logs, logs[-3000:]
+    assert deploy.returncode == 0, deploy.stdout[-4000:]
+    assert "the work volume is short of space" in deploy.stdout
+    assert said(deploy, named)
