@@ -250,6 +250,9 @@ def deploy_settings() -> dict[str, Any]:
         "deploy_accept_unencrypted_backups": True,
         "deploy_accept_unlocked_bucket": True,
         "deploy_accept_sa_login": True,
+        # Every host at once: the figures are the parallel deploy's.
+        "deploy_canary_hosts": 0,
+        "deploy_serial": 0,
     }
 
 

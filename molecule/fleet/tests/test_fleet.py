@@ -43,6 +43,8 @@ def playbook(
         str(inventory),
         "-e",
         f"@{TEST_VARS}",
+        "-e",
+        f"@{SCENARIO / 'all-at-once.yml'}",
         *arguments,
         str(REPO / "playbooks" / name),
         environment={
@@ -287,6 +289,31 @@ def test_a_failing_host_is_named_and_the_others_finish(host_ssh) -> None:
     # Once the hosts are back, a re-run converges.
     again = playbook("deploy.yml")
     assert again.returncode == 0, again.stdout[-3000:]
+
+
+def test_a_canary_whose_backup_fails_stops_the_rollout(host_ssh) -> None:
+    """The defaults' rollout (a canary, then batches) with the canary's
+    backup: a wrong SQL password passes every check, the canary's backup
+    fails, and the other hosts keep the container they run."""
+
+    def container(name: str) -> str:
+        return host_ssh(name, f"docker inspect --format '{{{{.Id}}}}' {CONTAINER}").strip()
+
+    before = {name: container(name) for name in ("backup-2", "backup-3")}
+    rollout = ("-e", "deploy_canary_hosts=1", "-e", "deploy_serial=25%", "-e", "deploy_canary_backup=true")
+    try:
+        result = playbook("deploy.yml", *rollout, "-e", "vault_mssql_sa_password=Not-The-Passw0rd-1")
+        assert result.returncode != 0, result.stdout[-3000:]
+        assert "the canary's backup failed, so the other hosts keep the container they run" in result.stdout
+        assert "BACKUP-NOW FAIL model=sales" in result.stdout, result.stdout[-3000:]
+        assert "The rollout stops after this batch (deploy_max_fail_percentage 0)" in result.stdout
+        assert result.stdout.count("PLAY [Ship the image and start the stack on each backup host]") == 1
+        assert {name: container(name) for name in before} == before, "no other host took the change"
+    finally:
+        again = playbook("deploy.yml", *rollout)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "BACKUP-NOW OK model=sales" in again.stdout
+    assert again.stdout.count("PLAY [Ship the image and start the stack on each backup host]") == 3
 
 
 def test_serial_deploys_one_host_at_a_time() -> None:
