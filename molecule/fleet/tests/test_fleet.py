@@ -44,7 +44,7 @@ def playbook(
         "-e",
         f"@{TEST_VARS}",
         "-e",
-        f"@{SCENARIO / 'all-at-once.yml'}",
+        f"@{SCENARIO / 'vars' / 'all-at-once.yml'}",
         *arguments,
         str(REPO / "playbooks" / name),
         environment={
