@@ -14,8 +14,13 @@ served on with their names, labels and values. GoBackup never reports an
 archive's size (it removes the temp folder before it looks), so after each
 new success the size is read from the model's first S3 storage: a listing
 with the model's own key under its own path, the newest archive
-(archives.listed_archives: the one backup-restore restores). What it knows is kept in the state
-volume, so a restart of the container or of GoBackup forgets no success time.
+(archives.listed_archives: the one backup-restore restores). The sizes are
+read in a thread of their own, so a slow MinIO never holds up GoBackup's
+readings; until a model's size is read again after its last success it is
+served with sqlserver_backup_last_archive_size_stale 1. Scrapes are served
+from what the two threads last read, never wait for either. What it knows is
+kept in the state volume, so a restart of the container or of GoBackup
+forgets no success time.
 Manual runs (backup-now, backup_now.yml) are `gobackup perform` processes of
 their own that report to no scheduler: they are not counted.
 
@@ -256,6 +261,9 @@ class Exporter(Collector):
             with self.lock:
                 state.size, state.size_of_success = size, state.success
             changed = True
+        if changed:
+            with self.lock:
+                self.save()
         return changed
 
     def poll(self) -> None:
@@ -270,7 +278,6 @@ class Exporter(Collector):
                 self.scheduler_up = True
                 self.tell("scheduler", "")
                 changed = self.observe(text)
-        changed = self.refresh_sizes() or changed
         if changed:
             with self.lock:
                 self.save()
@@ -294,9 +301,17 @@ class Exporter(Collector):
             states = sorted(self.state.items())
             runs = {field: [((name,), getattr(state, field)) for name, state in states] for _, field, _ in RUN_FAMILIES}
             due = [((name,), self.due(name, zone)) for name, _ in states]
+            stale = [((name,), int(state.success > state.size_of_success)) for name, state in states]
             upstream, up = self.upstream, self.scheduler_up
         for name, field, documentation in RUN_FAMILIES:
             yield gauge(name, documentation, MODEL, runs[field])
+        yield gauge(
+            "last_archive_size_stale",
+            "1 while the served archive size is older than the model's last success (the storage not read since,"
+            " or not answering), else 0.",
+            MODEL,
+            stale,
+        )
         yield gauge(
             "success_due_timestamp_seconds",
             "Unix time of the model's first scheduled run after its last success (overdue after it plus"
@@ -477,15 +492,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: not serving metrics: {type(error).__name__}: {error}")
         return 1
 
-    def poll_forever() -> None:
+    def forever(read: Callable[[], object], subject: str) -> None:
         while True:
             try:
-                exporter.poll()
+                read()
             except Exception as error:  # never let one bad reading stop the metrics
-                exporter.tell("poll", f"error while reading the metrics: {type(error).__name__}: {error}")
+                exporter.tell(subject, f"error while reading the metrics: {type(error).__name__}: {error}")
             time.sleep(POLL_SECONDS)
 
-    threading.Thread(target=poll_forever, daemon=True).start()
+    # Scrapes are served from what these two threads last read. The archive
+    # sizes, one listing per model with the storage's timeout each, have a
+    # thread of their own: a slow MinIO delays the sizes (served as stale
+    # meanwhile), never GoBackup's readings.
+    threading.Thread(target=forever, args=(exporter.poll, "poll"), daemon=True).start()
+    threading.Thread(target=forever, args=(exporter.refresh_sizes, "sizes"), daemon=True).start()
     log(f"serving /metrics on 0.0.0.0:{arguments.port}")
     server.serve_forever()
     return 0

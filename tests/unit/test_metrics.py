@@ -70,16 +70,19 @@ def test_success_failure_duration_and_size_per_model(tmp_path: Path, monkeypatch
     monkeypatch.setenv("TZ", "UTC")
     source = exporter(tmp_path, [upstream(), upstream(success=1000, count=1, total=4.5)], sizes=[12345])
     source.poll()
+    source.refresh_sizes()
     first = metric_samples(source.render())
     assert first['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 0
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in first
     source.poll()
+    source.refresh_sizes()
     after = metric_samples(source.render())
     assert sales(after) == {
         "last_success_timestamp_seconds": 1000,
         "last_failure_timestamp_seconds": 0,
         "last_duration_seconds": 4.5,
         "last_archive_size_bytes": 12345,
+        "last_archive_size_stale": 0,
         "success_due_timestamp_seconds": 7200,  # the next run of "0 2 * * *" after the success (UTC)
         "drill_max_age_seconds": 8 * 86400,
         "rpo_grace_seconds": 3600,
@@ -128,6 +131,7 @@ def test_what_is_known_survives_the_exporter_and_gobackup(tmp_path: Path, monkey
     monkeypatch.setenv("TZ", "UTC")
     first = exporter(tmp_path, [upstream(success=1000, count=1, total=4.0)], sizes=[77])
     first.poll()
+    first.refresh_sizes()
     again = exporter(tmp_path, [upstream()])  # GoBackup started over too: it knows of no run
     again.poll()
     values = sales(metric_samples(again.render()))
@@ -151,12 +155,38 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
     source.poll()
     assert metric_samples(source.render())["sqlserver_backup_scheduler_up"] == 0
     source.fetch = lambda: upstream(success=1000)
-    source.poll()
-    source.poll()
+    for _ in range(2):
+        source.poll()
+        source.refresh_sizes()
     errors = capsys.readouterr().err
     assert errors.count("GoBackup's scheduler does not answer") == 1, "said once, not every few seconds"
     assert errors.count("cannot read the size of model sales's last archive") == 1
     assert 'sqlserver_backup_last_archive_size_bytes{model="sales"}' not in metric_samples(source.render())
+    assert metric_samples(source.render())['sqlserver_backup_last_archive_size_stale{model="sales"}'] == 1
+
+
+def test_a_slow_storage_never_holds_up_the_schedulers_readings(tmp_path: Path) -> None:
+    answer = threading.Event()
+
+    def slow(body) -> int:
+        assert answer.wait(30), "the storage was never let answer"
+        return 4096
+
+    readings = iter([upstream(success=1000, count=1, total=3.0), upstream(success=2000, count=2, total=7.0)])
+    source = metrics.Exporter(DOCUMENT, tmp_path / "state.json", lambda: next(readings), slow)
+    source.poll()
+    sizes = threading.Thread(target=source.refresh_sizes)
+    sizes.start()  # the listing hangs, as against a MinIO that does not answer
+    source.poll()  # GoBackup's next reading still comes in, at once
+    values = sales(metric_samples(source.render()))
+    assert values["last_success_timestamp_seconds"] == 2000
+    assert values["last_archive_size_stale"] == 1
+    assert "last_archive_size_bytes" not in values
+    answer.set()
+    sizes.join(30)
+    source.refresh_sizes()  # the size of the success of 2000 now
+    values = sales(metric_samples(source.render()))
+    assert (values["last_archive_size_bytes"], values["last_archive_size_stale"]) == (4096, 0)
 
 
 def test_an_unreadable_reading_is_reported_once_and_the_rest_still_served(tmp_path: Path, capsys) -> None:
