@@ -64,8 +64,12 @@ from prometheus_client.registry import Collector
 
 from sqlserver_backup import go_time_location, gobackup_config, gobackup_rules, restore_rules, state_files
 from sqlserver_backup.archives import newest_archive
+from sqlserver_backup.config_errors import ConfigError
+from sqlserver_backup.metrics_web import WebConfig, load_web_config, web_config_path
 
 POLL_SECONDS = 5.0
+# A client that has not finished its TLS handshake by then is dropped.
+HANDSHAKE_SECONDS = 10
 STATE_FILE = "metrics-state.json"
 # GoBackup's counter is gobackup_total_attempts: prometheus_client names a
 # counter's samples <family>_total, so read as a counter it would be served as
@@ -432,14 +436,21 @@ def coverage_families(coverage: Mapping[str, Any]) -> Iterator[GaugeMetricFamily
     )
 
 
-def handler_for(registry: CollectorRegistry) -> type[http.server.BaseHTTPRequestHandler]:
-    """prometheus_client's handler of the registry, for GET /metrics only."""
+def handler_for(registry: CollectorRegistry, web: WebConfig) -> type[http.server.BaseHTTPRequestHandler]:
+    """prometheus_client's handler of the registry, for GET /metrics only,
+    behind the basic authentication of the web configuration."""
 
     class Handler(MetricsHandler.factory(registry)):  # type: ignore[misc]
         server_version = "backup-metrics"
         sys_version = ""
 
         def do_GET(self) -> None:
+            if not web.authorized(self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="backup-metrics"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path.split("?", 1)[0] != "/metrics":
                 self.not_found()
                 return
@@ -454,6 +465,26 @@ def handler_for(registry: CollectorRegistry) -> type[http.server.BaseHTTPRequest
         do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = not_found
 
     return Handler
+
+
+class MetricsServer(http.server.ThreadingHTTPServer):
+    """Serves each connection in a thread of its own; with TLS, the handshake
+    happens there too, so a slow or silent client holds up no other."""
+
+    def __init__(self, address: tuple[str, int], handler: type, web: WebConfig) -> None:
+        super().__init__(address, handler)
+        self.web = web
+
+    def finish_request(self, request, client_address) -> None:
+        if self.web.tls is not None:
+            request.settimeout(HANDSHAKE_SECONDS)
+            request = self.web.tls.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        # A refused handshake or a client gone mid-answer: one line, no traceback.
+        error = sys.exc_info()[1]
+        log(f"request from {client_address[0]} failed: {type(error).__name__}: {error}")
 
 
 def scheduler_reader(document: Mapping[str, Any]) -> Callable[[], str] | None:
@@ -487,7 +518,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"restore.yml cannot be read ({type(error).__name__}): no drill or RPO targets are served")
             settings = {}
         exporter = Exporter(document, state_files.state_dir(os.environ) / STATE_FILE, fetch, restore_settings=settings)
-        server = http.server.ThreadingHTTPServer(("0.0.0.0", arguments.port), handler_for(exporter.registry))  # noqa: S104
+        web = load_web_config(web_config_path(arguments.config))
+        server = MetricsServer(("0.0.0.0", arguments.port), handler_for(exporter.registry, web), web)  # noqa: S104
+    except ConfigError as error:
+        log(f"error: not serving metrics: {'; '.join(error.reasons)}")
+        return 1
     except Exception as error:
         log(f"error: not serving metrics: {type(error).__name__}: {error}")
         return 1
@@ -506,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     # meanwhile), never GoBackup's readings.
     threading.Thread(target=forever, args=(exporter.poll, "poll"), daemon=True).start()
     threading.Thread(target=forever, args=(exporter.refresh_sizes, "sizes"), daemon=True).start()
-    log(f"serving /metrics on 0.0.0.0:{arguments.port}")
+    protection = ("TLS" if web.tls else "plain HTTP") + (", basic authentication" if web.users else "")
+    log(f"serving /metrics on 0.0.0.0:{arguments.port} ({protection})")
     server.serve_forever()
     return 0

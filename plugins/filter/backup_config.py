@@ -37,6 +37,7 @@ try:
     from sqlserver_backup.container_settings import container_settings_problems
     from sqlserver_backup.gobackup_config import gobackup_config_problems
     from sqlserver_backup.gobackup_env import PLACEHOLDER
+    from sqlserver_backup.metrics_web import web_config_problems
     from sqlserver_backup.restore_rules import restore_config_problems
 except ImportError as error:  # the filters say how to install it when used
     RULES: dict[str, Callable[..., Any]] = {}
@@ -49,6 +50,7 @@ else:
             container_settings_problems,
             restore_config_problems,
             restore_secret_problems,
+            web_config_problems,
         )
     }
     IMPORT_ERROR = None
@@ -58,6 +60,7 @@ FILTERS = (
     "container_settings_problems",
     "restore_config_problems",
     "restore_secret_problems",
+    "web_config_problems",
 )
 
 

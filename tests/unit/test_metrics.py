@@ -6,14 +6,13 @@ backup container publishes is tests/integration/test_metrics_stack.py's."""
 
 from __future__ import annotations
 
-import http.server
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlserver_backup import metrics, state_files
+from sqlserver_backup import metrics, metrics_web, state_files
 from sqlserver_backup_testing import metric_samples, request
 
 DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
@@ -293,7 +292,8 @@ def served(tmp_path: Path) -> Iterator[int]:
     """The exporter's HTTP handler on a free port of the loopback: the port."""
     source = exporter(tmp_path, [upstream(success=1000, count=1, total=4.5)])
     source.poll()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), metrics.handler_for(source.registry))
+    web = metrics_web.WebConfig(None, {})
+    server = metrics.MetricsServer(("127.0.0.1", 0), metrics.handler_for(source.registry, web), web)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()
