@@ -1,22 +1,31 @@
 """Prometheus metrics of the backups on a stack of its own (deployed by
 playbooks/deploy.yml with metrics on): the one port the backup container
 publishes serves them and survives a restart, while GoBackup's /api/* stays
-unreachable from outside. The exporter itself: tests/unit/test_metrics.py."""
+unreachable from outside; with the web configuration, HTTPS and a user, which
+a real Prometheus scrapes. The exporter itself: tests/unit/test_metrics.py
+and tests/unit/test_metrics_web.py."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
 from pathlib import Path
 
+import bcrypt
 import docker
 import pytest
+import requests
+import yaml
 from minio import Minio
 from sqlserver_backup_testing import (
     dev_playbook,
     dev_stack_vars,
+    free_port,
     request,
     scrape_metrics,
     scratch_stack,
+    self_signed_certificate,
     stack_names,
     wait_until,
 )
@@ -36,6 +45,7 @@ NAMES = stack_names(STACK_VARS)
 BACKUP, MINIO = NAMES.backup, NAMES.minio
 PREFIX = f"{STACK_VARS['backup_config_minio_path_prefix']}/localhost"
 OUTPUTS: list[str] = []
+SCRAPE_PASSWORD = "Scrape-Passw0rd-31649"
 
 
 def deploy(**overrides: object) -> None:
@@ -137,23 +147,82 @@ def test_the_metrics_outlive_a_restart(stack: docker.DockerClient) -> None:
     assert not [value for value in secrets if value in logs + "\n".join(OUTPUTS)]
 
 
-def test_a_configuration_change_recreates_the_container_once_and_a_rerun_nothing(stack: docker.DockerClient) -> None:
+def test_tls_and_authentication_recreate_the_container_once_and_prometheus_scrapes_them(
+    stack: docker.DockerClient, tmp_path: Path
+) -> None:
     """No handler restarts the container: backup_stack's digest label of the
-    configuration files makes the start recreate it, once."""
+    configuration files makes the start recreate it, once. The change here is
+    the metrics' web configuration: HTTPS and a user, as a remote Prometheus
+    scrapes them."""
     original = stack.containers.get(BACKUP).id
     deploy()
     assert stack.containers.get(BACKUP).id == original, "a re-deploy without a change keeps the container"
+    cert, key = self_signed_certificate("127.0.0.1")
+    (tmp_path / "ca.crt").write_text(cert)
+    hashed = bcrypt.hashpw(SCRAPE_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     since = int(time.time())
-    # The stack is left with keep 6: no other test here depends on keep.
-    deploy(backup_config_keep=6)
+    # The stack is left with TLS: no later test here scrapes it (the next one
+    # deploys without metrics).
+    deploy(
+        backup_config_metrics_web_config={
+            "tls_server_config": {"cert": cert, "key": key},
+            "basic_auth_users": {"prometheus": hashed},
+        }
+    )
     changed = stack.containers.get(BACKUP)
     assert changed.id != original
     assert changed.attrs["RestartCount"] == 0
-    assert "keep: 6" in changed.exec_run(["cat", "/etc/gobackup/gobackup.yml"]).output.decode()
     label = f"com.docker.compose.project={PROJECT}"
     events = stack.events(since=since, until=int(time.time()) + 1, decode=True, filters={"label": label})
     starts = [event for event in events if event.get("status") == "start"]
     assert len(starts) == 1, starts
+    mode = changed.exec_run(["stat", "-c", "%a %u", "/etc/gobackup/metrics-web.yml"]).output.decode().split()
+    assert mode == ["600", "10001"], "it holds the TLS key"
+
+    url = f"https://127.0.0.1:{METRICS_PORT}/metrics"
+    trusted = str(tmp_path / "ca.crt")
+
+    def status(auth: tuple[str, str] | None = None) -> int:
+        with contextlib.suppress(requests.ConnectionError):  # the exporter is starting
+            return requests.get(url, auth=auth, verify=trusted, timeout=10).status_code
+        return 0
+
+    wait_until(lambda: status(("prometheus", SCRAPE_PASSWORD)) == 200, "the metrics over HTTPS", 60, interval=0.5)
+    assert status() == 401
+    assert status(("prometheus", "wrong")) == 401
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10)
+    logs = changed.logs().decode()
+    assert f"backup-metrics: serving /metrics on 0.0.0.0:{METRICS_PORT} (TLS, basic authentication)" in logs
+    assert key.splitlines()[1] not in logs + "\n".join(OUTPUTS), "the TLS key is in no output"
+
+    # Debian's Prometheus, as a remote one would scrape: https, the CA, a user.
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    job = {
+        "job_name": "sqlserver-backup",
+        "scheme": "https",
+        "tls_config": {"ca_file": str(tmp_path / "ca.crt")},
+        "basic_auth": {"username": "prometheus", "password": SCRAPE_PASSWORD},
+        "static_configs": [{"targets": [f"127.0.0.1:{METRICS_PORT}"]}],
+    }
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
+    command = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}"]
+    process = subprocess.Popen([*command, f"--web.listen-address=127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
+    try:
+        query = f"http://127.0.0.1:{port}/api/v1/query"
+
+        def scraped() -> list:
+            with contextlib.suppress(requests.RequestException, ValueError):
+                found = requests.get(query, params={"query": "sqlserver_backup_scheduler_up"}, timeout=5).json()
+                return found["data"]["result"]
+            return []
+
+        [sample] = wait_until(scraped, "Prometheus scraped the metrics over HTTPS with its user", 60, interval=0.5)
+        assert sample["value"][1] == "1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_without_metrics_no_port_is_published(stack: docker.DockerClient) -> None:

@@ -33,7 +33,7 @@ from .paths import (
 from .stacks import StackNames, dev_stack_vars, prepare_standins, scratch_stack, stack_names
 from .standins import StandinSqlServer, build_standins, standin_sql_server, standins_only
 from .waiting import TimedOut, free_port, wait_until
-from .web import answers, metric_samples, request, scrape_metrics
+from .web import answers, metric_samples, request, scrape_metrics, self_signed_certificate
 
 __all__ = [
     "ARTIFACTS",
@@ -70,6 +70,7 @@ __all__ = [
     "said",
     "scrape_metrics",
     "scratch_stack",
+    "self_signed_certificate",
     "stack_names",
     "standin_sql_server",
     "standins_only",
