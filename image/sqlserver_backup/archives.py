@@ -34,8 +34,12 @@ SALTED = b"Salted__"
 # GoBackup's archive name: the time, .tar, the compressor's extension (.gz,
 # .zst, .xz, ...) and .enc when encrypted.
 ARCHIVE_NAME = re.compile(r"(?P<time>.+?)\.tar(\.[A-Za-z0-9]+)?(\.enc)?")
-# S3 refuses a request signed further than this from the server's clock.
-CLOCK_SKEW_SECONDS = 15 * 60
+# How much later than its upload an archive's name may say it was made: the
+# 15 minutes of clock skew S3 accepts (it refuses a request signed further
+# from the server's clock), plus the widest UTC offset, 14 hours, as names are
+# local times and the zone they are read in can differ from the one they were
+# written in (a changed backup_stack_timezone).
+CLOCK_SKEW_SECONDS = (14 * 60 + 15) * 60
 
 
 def passphrase_variables(

@@ -13,7 +13,10 @@ exits 1 when any failed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +29,7 @@ from sqlserver_backup.models import active_config
 ENTRYPOINT = "/usr/local/bin/docker-entrypoint"
 # Given by backup-now to itself through the entrypoint: the environment is ready.
 PREPARED = "--prepared-by-entrypoint"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def say(line: str) -> None:
@@ -35,23 +39,53 @@ def say(line: str) -> None:
 def scheduled_run(work: Path, model: str) -> str:
     """The scheduled run of the model in progress, '' when none."""
     for temp_dir in temp_paths.temp_dirs(work):
-        if model in temp_paths.models_in(temp_dir):
-            return f"the run in progress in {temp_dir}"
+        with contextlib.suppress(FileNotFoundError):  # the run ended meanwhile
+            if model in temp_paths.models_in(temp_dir):
+                return (
+                    f"the run in progress in {temp_dir} (if docker logs show no run of model {model}, that folder"
+                    " was left by a run cut off: remove it)"
+                )
     return ""
+
+
+def perform(config: Path, model: str) -> int:
+    """`gobackup perform` of one model; a SIGINT, SIGTERM or SIGHUP stops it
+    and removes the TempPath it worked in (the sqlpackage wrapper noted it),
+    so a manual run cut off leaves nothing that looks like a run in progress."""
+    environment = {**os.environ, model_locks.HOLDER_VARIABLE: model}
+    command = ["gobackup", "perform", "-c", str(config), "-m", model]
+    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    stopped: list[int] = []
+
+    def stop(number: int, _frame: object) -> None:
+        stopped.append(number)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        status = child.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not stopped:
+        return status
+    for temp_dir in model_locks.noted_temp_paths(model):
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        say(f"model {model}: stopped; removed {temp_dir}")
+    return 128 + stopped[0]
 
 
 def run_model(config: Path, work: Path, model: str, wait: float) -> bool:
     try:
         with model_locks.manual_run(model, lambda: scheduled_run(work, model), wait, say):
             say(f"model {model}: running gobackup perform")
-            environment = {**os.environ, model_locks.HOLDER_VARIABLE: model}
-            command = ["gobackup", "perform", "-c", str(config), "-m", model]
-            done = subprocess.run(command, env=environment, check=False)
+            status = perform(config, model)
     except RestoreError as error:
         print(f"BACKUP-NOW FAIL model={model}: {error}", flush=True)
         return False
-    if done.returncode != 0:
-        print(f"BACKUP-NOW FAIL model={model}: gobackup perform exited {done.returncode} (see above)", flush=True)
+    if status != 0:
+        print(f"BACKUP-NOW FAIL model={model}: gobackup perform exited {status} (see above)", flush=True)
         return False
     print(f"BACKUP-NOW OK model={model}", flush=True)
     return True

@@ -254,7 +254,10 @@ class Exporter(Collector):
         changed = False
         for name, body in self.models.items():
             state = self.state[name]
-            if state.success <= state.size_of_success:
+            # The success this size is read for: a newer one may come in
+            # while the storage answers, and is read next time.
+            success = state.success
+            if success <= state.size_of_success:
                 continue
             try:
                 size = self.size_of(body)
@@ -263,7 +266,7 @@ class Exporter(Collector):
                 continue
             self.tell(f"size {name}", "")
             with self.lock:
-                state.size, state.size_of_success = size, state.success
+                state.size, state.size_of_success = size, success
             changed = True
         if changed:
             with self.lock:
@@ -476,10 +479,14 @@ class MetricsServer(http.server.ThreadingHTTPServer):
         self.web = web
 
     def finish_request(self, request, client_address) -> None:
-        if self.web.tls is not None:
-            request.settimeout(HANDSHAKE_SECONDS)
-            request = self.web.tls.wrap_socket(request, server_side=True)
-        super().finish_request(request, client_address)
+        if self.web.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_SECONDS)
+        # The plain socket is detached from here on: socketserver's own
+        # shutdown of it does nothing, so the TLS socket is closed here.
+        with self.web.tls.wrap_socket(request, server_side=True) as secured:
+            super().finish_request(secured, client_address)
 
     def handle_error(self, request, client_address) -> None:
         # A refused handshake or a client gone mid-answer: one line, no traceback.

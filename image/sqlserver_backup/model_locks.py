@@ -27,6 +27,7 @@ from sqlserver_backup.errors import RestoreError
 # own exports pass the lock it holds.
 HOLDER_VARIABLE = "BACKUP_NOW_MODEL"
 WAIT_SECONDS = 3600
+TEMP_PREFIX = "temp "
 POLL_SECONDS = 1.0
 SAY_EVERY_SECONDS = 60
 
@@ -36,10 +37,25 @@ def lock_path(model: str) -> Path:
 
 
 def holder(model: str) -> str:
-    """Who holds the model's lock, as the holder wrote it."""
+    """Who holds the model's lock, as the holder wrote it (its first line)."""
     with contextlib.suppress(OSError):
-        return lock_path(model).read_text(encoding="utf-8").strip()
+        return next(iter(lock_path(model).read_text(encoding="utf-8").splitlines()), "").strip()
     return ""
+
+
+def note_temp_path(model: str, temp_path: Path) -> None:
+    """For the manual run's own export: the TempPath its `gobackup perform`
+    works in, so that a manual run cut off (Ctrl-C, a dropped docker exec)
+    removes it rather than leaving what looks like a run in progress."""
+    with lock_path(model).open("a", encoding="utf-8") as file:
+        file.write(f"{TEMP_PREFIX}{temp_path}\n")
+
+
+def noted_temp_paths(model: str) -> list[Path]:
+    with contextlib.suppress(OSError):
+        lines = lock_path(model).read_text(encoding="utf-8").splitlines()
+        return [Path(line[len(TEMP_PREFIX) :]) for line in lines if line.startswith(TEMP_PREFIX)]
+    return []
 
 
 def try_lock(file: IO[str]) -> bool:

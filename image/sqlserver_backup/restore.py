@@ -201,8 +201,10 @@ def choose_archive(archives: ModelArchives, arguments: argparse.Namespace) -> st
         print(f"restore: ignoring {storage.bucket}/{storage.key(ignored)}: {why}", flush=True)
     names = listing.names
     if arguments.archive in listing.ignored:
+        # Named by the operator: restored, with what is odd about it.
         why = listing.ignored[arguments.archive]
-        raise RestoreError(f"{arguments.archive} is not an archive of model {arguments.model}: {why}")
+        print(f"restore: {arguments.archive} is taken because --archive names it, although {why}", flush=True)
+        return arguments.archive
     if not names:
         raise RestoreError(f"no archives of model {arguments.model} in {storage.endpoint} bucket {storage.bucket}")
     name = arguments.archive or names[-1]

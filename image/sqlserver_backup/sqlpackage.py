@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = ""
     try:
         if model := exported_model(options["targetfile"]):
+            if os.environ.get(model_locks.HOLDER_VARIABLE) == model:
+                model_locks.note_temp_path(model, Path(options["targetfile"]).parents[3])
             model_locks.wait_for_manual_run(model, lambda line: print(f"backup-sqlpackage: {line}", flush=True))
             if warning := work_space.warning_before_export(model):
                 print(warning, flush=True)

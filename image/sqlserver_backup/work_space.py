@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backup-space: cannot read the free space of the work volume: {error}", file=sys.stderr)
         return 2
     models = arguments.model or sorted(document["models"])
+    unknown = sorted(set(models) - set(document["models"]))
+    if unknown:
+        print(f"backup-space: no model {', '.join(unknown)} (models: {', '.join(sorted(document['models']))})")
+        return 2
     lines, short = space_lines(document, models, free, volume_text(work))
     print("\n".join(lines))
     return 1 if short else 0

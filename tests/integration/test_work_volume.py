@@ -214,23 +214,33 @@ def test_a_manual_run_exports_as_a_scheduled_one_and_never_beside_it(
     finally:
         in_backup(stack, "rm -r /tmp/gobackup/1765000000000000000")
     assert (
-        "BACKUP-NOW FAIL model=sales: model sales is held by the run in progress in"
-        " /tmp/gobackup/1765000000000000000; gave up after 2 s"
-    ) in held, held
+        "BACKUP-NOW FAIL model=sales: model sales is held by the run in progress in /tmp/gobackup/1765000000000000000"
+        in held
+    )
+    assert "gave up after 2 s" in held, held
 
-    # A manual run holds sales: a scheduled run's export waits for it, then runs.
-    lock = "/var/lib/gobackup/locks/sales.lock"
+    # A manual run holds sales (its lock, until the test lets go): a scheduled
+    # run's export waits for it, then runs.
+    lock, release = "/var/lib/gobackup/locks/sales.lock", "/var/lib/gobackup/locks/release"
     backup.exec_run(
         [
             "sh",
             "-c",
-            f"mkdir -p /var/lib/gobackup/locks && flock {lock} sh -c 'echo backup-now pid 7 > {lock}; sleep 6'",
+            f"mkdir -p /var/lib/gobackup/locks && flock {lock} sh -c"
+            f" 'echo backup-now pid 7 > {lock}; until [ -e {release} ]; do sleep 0.2; done; rm {release}'",
         ],
         detach=True,
     )
     wait_until(lambda: "pid 7" in in_backup(stack, f"cat {lock} 2>/dev/null || true"), "the lock is held", 30)
     start = log_length(stack)
     perform_in_scheduler(stack)
+    # The export (the wrapper, sqlpackage on GoBackup's PATH) has started and
+    # stays: it waits for the lock. What it said shows once it ends.
+    exporting = "grep -l -- '/Action:Expor[t]' /proc/[0-9]*/cmdline 2>/dev/null || true"  # [t]: not grep itself
+    wait_until(lambda: in_backup(stack, exporting).strip(), "the scheduled run's export started", 60, interval=0.5)
+    time.sleep(8)
+    assert in_backup(stack, exporting).strip(), "the export still waits"
+    in_backup(stack, f"touch {release}")
     logs = wait_for_log(stack, start, r"\[Notifier\] Running 0 Notifiers")
     assert "model sales is held by a manual run (backup-now pid 7); this scheduled export waits for it" in logs, logs
     assert "Perform error" not in logs, logs[-3000:]

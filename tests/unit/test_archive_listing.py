@@ -54,14 +54,16 @@ def test_archives_are_ordered_by_the_time_in_their_names() -> None:
 
 def test_an_object_named_later_than_its_upload_is_ignored_and_named() -> None:
     planted = uploaded("2099.01.01.00.00.00.tar", "2026.12.07.10.00.00")
-    listing = listed_archives([uploaded("2026.12.07.02.00.00.tar", "2026.12.07.02.30.00"), planted], BODY)
-    assert listing.names == ["2026.12.07.02.00.00.tar"]
+    # Named in a zone east of the one it is read in (a changed TZ): still an archive.
+    east = uploaded("2026.12.07.11.00.00.tar", "2026.12.07.02.00.30")
+    listing = listed_archives([uploaded("2026.12.07.02.00.00.tar", "2026.12.07.02.30.00"), planted, east], BODY)
+    assert listing.names == ["2026.12.07.02.00.00.tar", "2026.12.07.11.00.00.tar"]
     assert listing.ignored == {
         "2099.01.01.00.00.00.tar": "its name is a time later than its upload at 2026-12-07 10:00:00 UTC"
     }
 
 
-def test_a_name_ahead_of_the_upload_within_the_clock_skew_is_an_archive() -> None:
+def test_a_name_ahead_of_the_upload_within_the_clock_skew_and_any_utc_offset_is_an_archive() -> None:
     made = at("2026.12.07.02.00.00")
     ahead = StoredObject("2026.12.07.02.00.00.tar", 10, made - CLOCK_SKEW_SECONDS)
     too_far = StoredObject("2026.12.07.02.00.01.tar", 10, made - CLOCK_SKEW_SECONDS)

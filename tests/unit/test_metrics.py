@@ -166,23 +166,26 @@ def test_a_silent_scheduler_or_storage_is_reported_not_fatal(tmp_path: Path, cap
 
 def test_a_slow_storage_never_holds_up_the_schedulers_readings(tmp_path: Path) -> None:
     answer = threading.Event()
+    sizes = iter([1024, 4096])  # the archive of the success of 1000, then of 2000
 
     def slow(body) -> int:
         assert answer.wait(30), "the storage was never let answer"
-        return 4096
+        return next(sizes)
 
     readings = iter([upstream(success=1000, count=1, total=3.0), upstream(success=2000, count=2, total=7.0)])
     source = metrics.Exporter(DOCUMENT, tmp_path / "state.json", lambda: next(readings), slow)
     source.poll()
-    sizes = threading.Thread(target=source.refresh_sizes)
-    sizes.start()  # the listing hangs, as against a MinIO that does not answer
+    reading = threading.Thread(target=source.refresh_sizes)
+    reading.start()  # the listing hangs, as against a MinIO that does not answer
     source.poll()  # GoBackup's next reading still comes in, at once
     values = sales(metric_samples(source.render()))
     assert values["last_success_timestamp_seconds"] == 2000
     assert values["last_archive_size_stale"] == 1
     assert "last_archive_size_bytes" not in values
     answer.set()
-    sizes.join(30)
+    reading.join(30)
+    values = sales(metric_samples(source.render()))
+    assert (values["last_archive_size_bytes"], values["last_archive_size_stale"]) == (1024, 1), "read for 1000"
     source.refresh_sizes()  # the size of the success of 2000 now
     values = sales(metric_samples(source.render()))
     assert (values["last_archive_size_bytes"], values["last_archive_size_stale"]) == (4096, 0)

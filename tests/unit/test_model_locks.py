@@ -6,6 +6,8 @@ tests/integration/test_work_volume.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlserver_backup import model_locks, state_files
 from sqlserver_backup.errors import RestoreError
@@ -26,6 +28,9 @@ def test_a_manual_run_waits_until_the_scheduled_run_of_its_model_ends() -> None:
     said: list[str] = []
     with model_locks.manual_run("sales", lambda: next(answers, ""), 10, said.append):
         assert model_locks.holder("sales").startswith("backup-now pid ")
+        model_locks.note_temp_path("sales", Path("/tmp/gobackup/1765000000000000001"))
+        assert model_locks.holder("sales").startswith("backup-now pid "), "the first line names the holder"
+        assert model_locks.noted_temp_paths("sales") == [Path("/tmp/gobackup/1765000000000000001")]
     assert said == [
         "model sales is held by the run in progress in /tmp/gobackup/1765000000000000000; waiting (up to 10 s)"
     ]
