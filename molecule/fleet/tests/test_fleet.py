@@ -19,7 +19,7 @@ import requests
 import yaml
 from minio import Minio
 from minio.error import S3Error
-from sqlserver_backup_testing import REPO, TEST_VARS, ansible_playbook, play_recap, vault_view
+from sqlserver_backup_testing import REPO, TEST_VARS, ansible_playbook, play_recap, said, vault_view
 
 SCENARIO = REPO / "molecule" / "fleet"
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
@@ -305,9 +305,12 @@ def test_a_canary_whose_backup_fails_stops_the_rollout(host_ssh) -> None:
     try:
         result = playbook("deploy.yml", *rollout, "-e", "vault_mssql_sa_password=Not-The-Passw0rd-1")
         assert result.returncode != 0, result.stdout[-3000:]
-        assert "the canary's backup failed, so the other hosts keep the container they run" in result.stdout
-        assert "BACKUP-NOW FAIL model=sales" in result.stdout, result.stdout[-3000:]
-        assert "The rollout stops after this batch (deploy_max_fail_percentage 0)" in result.stdout
+        assert said(result, "the canary's backup failed, so the other hosts keep the container they run")
+        assert said(result, "BACKUP-NOW FAIL model=sales"), result.stdout[-3000:]
+        assert said(result, "Past deploy_max_fail_percentage (0) the rollout stops after this batch")
+        # The stopped rollout's report, as the final one would have said it.
+        assert said(result, "backup-1: FAILED: Stop the rollout when the canary"), result.stdout[-3000:]
+        assert said(result, "backup-2: NOT DEPLOYED"), result.stdout[-3000:]
         assert result.stdout.count("PLAY [Ship the image and start the stack on each backup host]") == 1
         assert {name: container(name) for name in before} == before, "no other host took the change"
     finally:
