@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlserver_backup import gobackup_config, gobackup_env, model_locks, temp_paths
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.errors import RestoreError
-from sqlserver_backup.models import active_config
+from sqlserver_backup.models import active_config, chosen_models
 
 ENTRYPOINT = "/usr/local/bin/docker-entrypoint"
 # Given by backup-now to itself through the entrypoint: the environment is ready.
@@ -110,13 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         config = active_config(arguments.config)
         document, _ = gobackup_config.load(config, gobackup_env.resolve_file_env(os.environ))
         work = temp_paths.workdir(document)
+        models = chosen_models(document, arguments.model)
     except ConfigError as error:
         print(f"backup-now: {'; '.join(error.reasons)}", file=sys.stderr)
-        return 2
-    models = arguments.model or sorted(document["models"])
-    unknown = sorted(set(models) - set(document["models"]))
-    if unknown:
-        print(f"backup-now: no model {', '.join(unknown)} (models: {', '.join(sorted(document['models']))})")
         return 2
     results = [run_model(config, work, model, arguments.wait) for model in models]
     return 0 if all(results) else 1

@@ -66,6 +66,23 @@ def try_lock(file: IO[str]) -> bool:
     return True
 
 
+class Patience:
+    """Waiting for a model: says who holds it now and then, and gives up
+    after `wait` seconds naming the holder."""
+
+    def __init__(self, model: str, wait: float, say: Callable[[str], None], waiting: str) -> None:
+        self.model, self.wait, self.say, self.waiting = model, wait, say, waiting
+        self.deadline, self.said = time.monotonic() + wait, 0.0
+
+    def another_round(self, busy: str) -> None:
+        if time.monotonic() >= self.deadline:
+            raise RestoreError(f"model {self.model} is held by {busy}; gave up after {self.wait:.0f} s")
+        if time.monotonic() - self.said >= SAY_EVERY_SECONDS:
+            self.say(f"model {self.model} is held by {busy}; {self.waiting}")
+            self.said = time.monotonic()
+        time.sleep(POLL_SECONDS)
+
+
 @contextlib.contextmanager
 def manual_run(model: str, scheduled_run: Callable[[], str], wait: float, say: Callable[[str], None]) -> Iterator[None]:
     """Holds the model for a manual run: once no other manual run holds its
@@ -74,10 +91,9 @@ def manual_run(model: str, scheduled_run: Callable[[], str], wait: float, say: C
     seconds."""
     path = lock_path(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline, said = time.monotonic() + wait, 0.0
+    patience = Patience(model, wait, say, f"waiting (up to {wait:.0f} s)")
     with path.open("a+", encoding="utf-8") as file:
         while True:
-            busy = ""
             if try_lock(file):
                 busy = scheduled_run()
                 if not busy:
@@ -85,12 +101,7 @@ def manual_run(model: str, scheduled_run: Callable[[], str], wait: float, say: C
                 fcntl.flock(file, fcntl.LOCK_UN)
             else:
                 busy = f"a manual run ({holder(model) or 'holder unknown'})"
-            if time.monotonic() >= deadline:
-                raise RestoreError(f"model {model} is held by {busy}; gave up after {wait:.0f} s")
-            if time.monotonic() - said >= SAY_EVERY_SECONDS:
-                say(f"model {model} is held by {busy}; waiting (up to {wait:.0f} s)")
-                said = time.monotonic()
-            time.sleep(POLL_SECONDS)
+            patience.another_round(busy)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         file.truncate(0)
         file.write(f"backup-now pid {os.getpid()}, started {started}\n")
@@ -107,13 +118,7 @@ def wait_for_manual_run(model: str, say: Callable[[str], None], wait: float = WA
     `wait` seconds."""
     if os.environ.get(HOLDER_VARIABLE) == model or not lock_path(model).exists():
         return
-    deadline, said = time.monotonic() + wait, 0.0
+    patience = Patience(model, wait, say, "this scheduled export waits for it")
     with lock_path(model).open("a+", encoding="utf-8") as file:
         while not try_lock(file):
-            busy = holder(model) or "holder unknown"
-            if time.monotonic() >= deadline:
-                raise RestoreError(f"model {model} is held by a manual run ({busy}); gave up after {wait:.0f} s")
-            if time.monotonic() - said >= SAY_EVERY_SECONDS:
-                say(f"model {model} is held by a manual run ({busy}); this scheduled export waits for it")
-                said = time.monotonic()
-            time.sleep(POLL_SECONDS)
+            patience.another_round(f"a manual run ({holder(model) or 'holder unknown'})")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlserver_backup import restore_rules, state_files
+from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.database import Database
 from sqlserver_backup.errors import RestoreError
 from sqlserver_backup.s3 import S3Storage, s3_storage
@@ -44,6 +45,16 @@ def model_archives(
 def active_config(named: Path | None) -> Path:
     active = state_files.ACTIVE_CONFIG
     return named or (Path(active.read_text().strip()) if active.is_file() else DEFAULT_CONFIG)
+
+
+def chosen_models(document: Mapping[str, Any], named: list[str] | None) -> list[str]:
+    """The models named (every model when none is); ConfigError naming any
+    the configuration does not have."""
+    known = sorted(document["models"])
+    unknown = sorted(set(named or []) - set(known))
+    if unknown:
+        raise ConfigError([f"no model {', '.join(unknown)} (models: {', '.join(known)})"])
+    return list(named or known)
 
 
 def work_directory(document: Mapping[str, Any], purpose: str) -> Path:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlserver_backup import gobackup_config, gobackup_env, state_files
 from sqlserver_backup.archives import local_listing
 from sqlserver_backup.config_errors import ConfigError
-from sqlserver_backup.models import active_config
+from sqlserver_backup.models import active_config, chosen_models
 from sqlserver_backup.status import size_text
 from sqlserver_backup.temp_paths import workdir
 
@@ -99,16 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         document, _ = gobackup_config.load(active_config(arguments.config), gobackup_env.resolve_file_env(os.environ))
         work = workdir(document)
         free = shutil.disk_usage(work).free
+        models = chosen_models(document, arguments.model)
     except ConfigError as error:
         print(f"backup-space: {'; '.join(error.reasons)}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"backup-space: cannot read the free space of the work volume: {error}", file=sys.stderr)
-        return 2
-    models = arguments.model or sorted(document["models"])
-    unknown = sorted(set(models) - set(document["models"]))
-    if unknown:
-        print(f"backup-space: no model {', '.join(unknown)} (models: {', '.join(sorted(document['models']))})")
         return 2
     lines, short = space_lines(document, models, free, volume_text(work))
     print("\n".join(lines))
