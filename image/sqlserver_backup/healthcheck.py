@@ -3,12 +3,14 @@
 A one-shot container is healthy while it runs. In daemon mode the container is
 unhealthy when GoBackup's scheduler does not answer /status on its loopback web
 server, when a model's last scheduled backup failed, or when a model's first
-run due after its last success (or after the container started) is more than
-BACKUP_HEALTH_GRACE seconds (default 7200: time for the run itself) in the
-past. Schedules are computed by gobackup_rules.schedule_of exactly as GoBackup's scheduler reads
-them (cron with names, '?', descriptors, @every and TZ= prefixes; every).
-GoBackup's /metrics live in the scheduler's memory, so only runs since the
-container started count. Any failure of the probe itself is reported as one
+run due after its last success (or after the container started) is further in
+the past than the model's grace: its RPO grace plus the measured time of the
+runs queued with it (overdue.py, the rule backup-status and the metrics
+apply too). Schedules are computed by gobackup_rules.schedule_of exactly as
+GoBackup's scheduler reads them (cron with names, '?', descriptors, @every
+and TZ= prefixes; every). GoBackup's /metrics live in the scheduler's memory,
+so only runs since the container started count; the probe records each
+model's last duration from them (overdue.record_durations). Any failure of the probe itself is reported as one
 `unhealthy: ...` line, never a traceback.
 """
 
@@ -18,14 +20,16 @@ import datetime
 import os
 import re
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sqlserver_backup import config_yaml, go_time_location, gobackup_config, gobackup_rules, state_files
+from sqlserver_backup import config_yaml, go_time_location, gobackup_config, overdue, restore_rules, state_files
 
 METRIC = re.compile(r'^gobackup_last_timestamp\{model="([^"]*)",status="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
+DURATION = re.compile(r'^gobackup_duration_seconds_(count|sum)\{model="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
 
 
 def fetch(url: str) -> str:
@@ -37,12 +41,12 @@ def last_runs(metrics: str) -> dict[tuple[str, str], float]:
     return {(model, status): float(value) for model, status, value in METRIC.findall(metrics)}
 
 
-def due_after(schedule: Any, since: float, zone: datetime.tzinfo) -> datetime.datetime | None:
-    """The first run GoBackup schedules after `since` (a Unix time), or None.
-    GoBackup ignores schedule.enabled: any schedule block is scheduled."""
-    if not isinstance(schedule, dict):
-        return None
-    return gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
+def run_durations(metrics: str) -> dict[str, tuple[float, float]]:
+    """Each model's (count, sum) of GoBackup's gobackup_duration_seconds."""
+    found: dict[str, dict[str, float]] = {}
+    for field, model, value in DURATION.findall(metrics):
+        found.setdefault(model, {})[field] = float(value)
+    return {model: (fields["count"], fields["sum"]) for model, fields in found.items() if len(fields) == 2}
 
 
 def problems(
@@ -51,8 +55,11 @@ def problems(
     started: float,
     now: datetime.datetime,
     zone: datetime.tzinfo | None = None,
+    settings: Mapping[str, Any] | None = None,
+    measured: Mapping[str, float] | None = None,
 ) -> list[str]:
-    grace = float(os.environ.get("BACKUP_HEALTH_GRACE", "7200"))
+    """Why the backups are unhealthy. `settings`: restore.yml's (each model's
+    rpo_grace_seconds); `measured`: each model's last duration."""
     zone = zone or go_time_location.local_zone()
     found = []
     for model, body in document["models"].items():
@@ -64,12 +71,19 @@ def problems(
             found.append(f"the last backup of model {name} failed at {at} ({where}); see docker logs")
             continue
         try:
-            due = due_after((body or {}).get("schedule"), max(success, started), zone)
+            due = overdue.next_due(body or {}, max(success, started), zone)
+            if due is None:
+                continue
+            grace = overdue.grace_seconds(str(model), document, due, settings or {}, measured or {}, zone)
         except ValueError as error:  # CronError included: the checker refuses these
             found.append(f"model {name}: its schedule cannot be computed: {error}")
             continue
-        if due is not None and (now - due).total_seconds() > grace:
-            found.append(f"model {name} has no successful backup since its run due at {due.isoformat()} ({where})")
+        if now.timestamp() - due > grace:
+            at = datetime.datetime.fromtimestamp(due, zone).isoformat()
+            found.append(
+                f"model {name} has no successful backup since its run due at {at}, nor in the {grace} s after it"
+                f" (its RPO grace and the measured time of the runs queued with it) ({where})"
+            )
     return found
 
 
@@ -82,7 +96,8 @@ def probe() -> int:
         return 1
     # Secrets given as *_FILE live only in GoBackup's environment, not in this
     # probe's, so read the config without checking it.
-    document = gobackup_config.load_lenient(Path(active.read_text(encoding="utf-8").strip()), os.environ)
+    config = Path(active.read_text(encoding="utf-8").strip())
+    document = gobackup_config.load_lenient(config, os.environ)
     address = gobackup_config.web_address(document)
     if address is None:
         return 0  # web server disabled: Docker's restart policy watches the process
@@ -95,7 +110,12 @@ def probe() -> int:
         return 1
     started = active.stat().st_mtime
     zone = go_time_location.local_zone()
-    found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone)
+    settings = restore_rules.load_restore_settings(config, os.environ)
+    try:
+        measured = overdue.record_durations(run_durations(metrics))
+    except OSError:  # a state volume it cannot write: the durations recorded before
+        measured = overdue.durations()
+    found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone, settings, measured)
     for problem in found:
         print(f"unhealthy: {problem}")
     return 1 if found else 0

@@ -62,7 +62,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from sqlserver_backup import go_time_location, gobackup_config, gobackup_rules, restore_rules, state_files
+from sqlserver_backup import go_time_location, gobackup_config, overdue, restore_rules, state_files
 from sqlserver_backup.archives import newest_archive
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.metrics_web import WebConfig, load_web_config, web_config_path
@@ -239,15 +239,10 @@ class Exporter(Collector):
                 total = values.get(("gobackup_duration_seconds_sum", name, ""), 0.0)
                 if count is None:
                     continue
-                seen_count, seen_total = self.baseline.get(name, (0.0, 0.0))
-                if count < seen_count:  # GoBackup started over
-                    seen_count, seen_total = 0.0, 0.0
-                if count > seen_count:
-                    # One run per reading as a rule (runs are seconds apart at
-                    # least); several: their mean.
-                    state.duration = (total - seen_total) / (count - seen_count)
+                duration, self.baseline[name] = overdue.last_duration(count, total, self.baseline.get(name, (0.0, 0.0)))
+                if duration is not None:
+                    state.duration = duration
                     changed = True
-                self.baseline[name] = (count, total)
         return changed
 
     def refresh_sizes(self) -> bool:
@@ -293,12 +288,7 @@ class Exporter(Collector):
         """When the model's next success is due: its first scheduled run after
         the last success (or after the exporter started), as the health check
         computes it."""
-        schedule = self.models[name].get("schedule")
-        if not isinstance(schedule, dict):
-            return None
-        since = self.state[name].success or self.started
-        moment = gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
-        return moment.timestamp() if moment else None
+        return overdue.next_due(self.models[name], self.state[name].success or self.started, zone)
 
     def collect(self) -> Iterator[Metric]:
         """Every family, as the state is now: the models' runs, the proof of
@@ -337,14 +327,23 @@ class Exporter(Collector):
         return generate_latest(self.registry).decode()
 
     def targets(self) -> dict[str, tuple[int, int]]:
-        """(RPO grace seconds, proof max age seconds) of each model of the
-        config: restore.yml's, else the defaults backup-status applies too."""
+        """(grace seconds, proof max age seconds) of each model of the
+        config: the grace of its next due run as the health check and
+        backup-status apply it (overdue.py), the age from restore.yml."""
         models = self.restore_settings.get("models")
         models = models if isinstance(models, dict) else {}
+        zone = go_time_location.local_zone()
+        measured = overdue.durations()
+        with self.lock:
+            dues = {name: self.due(name, zone) for name in self.models}
         found = {}
-        for name in self.models:
+        for name, due in dues.items():
             target = models.get(name) if isinstance(models.get(name), dict) else {}
-            grace = int(target.get("rpo_grace_seconds") or restore_rules.DEFAULT_RPO_GRACE_SECONDS)
+            grace = (
+                overdue.rpo_grace(name, self.restore_settings)
+                if due is None
+                else overdue.grace_seconds(name, {"models": self.models}, due, self.restore_settings, measured, zone)
+            )
             days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
             found[name] = (grace, days * 86400)
         return found
@@ -408,7 +407,8 @@ class Exporter(Collector):
         )
         yield gauge(
             "rpo_grace_seconds",
-            "How late a model's backup may be after its scheduled run (restore.yml rpo_grace_seconds).",
+            "How late a model's backup may be after its scheduled run: restore.yml rpo_grace_seconds plus the"
+            " measured time of the runs queued with it under GoBackup's one lock.",
             MODEL,
             [((name,), grace) for name, (grace, _) in targets],
         )

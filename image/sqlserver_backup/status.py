@@ -7,8 +7,9 @@ backup-status prints one table for the host: per model and database the last
 backup (the newest archive in the model's storage: its time, from the name
 GoBackup gives it, and its size), when a drill last proved it restorable and
 how long the import took, and a status against the targets of restore.yml:
-OVERDUE when the first scheduled backup after the last one, plus
-rpo_grace_seconds, has passed; NOT PROVEN when no drill passed within
+OVERDUE when the first scheduled backup after the last one, plus the
+model's grace (rpo_grace_seconds and the measured time of the runs queued
+with it: overdue.py), has passed; NOT PROVEN when no drill passed within
 proven_within_days; DRILL FAILED when the last drill failed; a row per
 database no model backs up, UNCOVERED (from the last coverage check). An
 all_databases model has a row per database its last drill or coverage check
@@ -52,7 +53,7 @@ from sqlserver_backup import (
     go_time_location,
     gobackup_config,
     gobackup_env,
-    gobackup_rules,
+    overdue,
     restore_rules,
     state_files,
 )
@@ -261,30 +262,30 @@ def drill_record(drills: Mapping[str, Any], database: str) -> Mapping[str, Any]:
 def backup_state(
     model: str,
     body: Mapping[str, Any],
-    grace: int,
+    grace_after: Callable[[float], int],
     now: float,
     since: float,
     archives: Callable[[Mapping[str, Any]], tuple[float | None, int] | None],
 ) -> tuple[float | None, int | None, list[str], str]:
     """A model's newest archive (time, size), why its backup is overdue, and
-    why its state is unknown (its archives could not be listed)."""
+    why its state is unknown (its archives could not be listed).
+    `grace_after(due)`: the model's grace for a run due then."""
     try:
         newest = archives(body)
     except Exception as error:  # MinIO down, a refused key: this model's row says so
         return None, None, [], f"cannot list the archives of model {model}: {error}"
     last, size = newest if newest is not None else (None, None)
-    schedule = body.get("schedule")
-    if not isinstance(schedule, dict):
+    due = overdue.next_due(body, last or since, go_time_location.local_zone())
+    if due is None:
         return last, size, [], ""
-    zone = go_time_location.local_zone()
-    due = gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(last or since, zone))
-    if due is None or now <= due.timestamp() + grace:
+    grace = grace_after(due)
+    if now <= due + grace:
         return last, size, [], ""
-    overdue = (
+    late = (
         f"{'no backup since ' + when(last) if last else 'no backup yet'}: one was due by"
-        f" {when(due.timestamp() + grace)} (the schedule plus a grace of {grace} s)"
+        f" {when(due + grace)} (the schedule plus a grace of {grace} s)"
     )
-    return last, size, [overdue], ""
+    return last, size, [late], ""
 
 
 def proof_reasons(record: Mapping[str, Any], within_days: int, now: float) -> dict[str, list[str]]:
@@ -332,21 +333,27 @@ def status_rows(
     now: float,
     since: float,
     archives: Callable[[Mapping[str, Any]], tuple[float | None, int] | None] = newest_archive,
+    measured: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """The table's rows. `since`: when the configuration was deployed, for a
-    model with no archive yet (its first backup is due after that)."""
+    model with no archive yet (its first backup is due after that);
+    `measured`: each model's last run duration (overdue.durations())."""
+    zone = go_time_location.local_zone()
     targets = settings.get("models") if isinstance(settings.get("models"), dict) else {}
     sources = restore_rules.source_servers(document)
     model_drills = drills.get("models") if isinstance(drills.get("models"), dict) else {}
     rows = []
     for model, body in sorted(document["models"].items()):
         target = targets.get(model) if isinstance(targets.get(model), dict) else {}
-        grace = int(target.get("rpo_grace_seconds") or restore_rules.DEFAULT_RPO_GRACE_SECONDS)
         within_days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
-        last, size, overdue, unknown = backup_state(model, body, grace, now, since, archives)
+
+        def grace_after(due: float, model: str = model) -> int:
+            return overdue.grace_seconds(model, document, due, settings, measured or {}, zone)
+
+        last, size, late, unknown = backup_state(model, body, grace_after, now, since, archives)
         for database, server in model_databases(model, sources, model_drills.get(model) or {}, coverage):
             record = drill_record(model_drills.get(model) or {}, database)
-            reasons = {"OVERDUE": overdue, "UNKNOWN": [unknown] if unknown else []}
+            reasons = {"OVERDUE": late, "UNKNOWN": [unknown] if unknown else []}
             reasons.update(proof_reasons(record, within_days, now))
             found = [status for status in STATUS_ORDER if reasons.get(status)]
             fields = {
@@ -395,7 +402,7 @@ def status_main(arguments: argparse.Namespace) -> int:
     coverage = state_files.read_state(state_files.COVERAGE_STATE)
     now = time.time()
     drills = state_files.read_state(state_files.DRILLS_STATE)
-    rows = status_rows(document, settings, drills, coverage, now, config.stat().st_mtime)
+    rows = status_rows(document, settings, drills, coverage, now, config.stat().st_mtime, measured=overdue.durations())
     host = arguments.host or os.environ.get("BACKUP_HOST") or socket.gethostname()
     if arguments.json:
         report = {"host": host, "checked_at": now, "coverage_checked_at": coverage.get("checked_at"), "rows": rows}

@@ -1125,6 +1125,10 @@ def test_scheduled_backups_keep_n_per_model_across_restarts(stack, deployment: D
     backup.reload()
     assert backup.attrs["RestartCount"] == 0, "the daemon stayed up across the scheduled runs"
     assert backup.exec_run(["docker-healthcheck"]).exit_code == 0
+    # The probe kept each model's last run time from GoBackup's metrics: the
+    # queue the overdue rule allows for.
+    recorded = json.loads(backup.exec_run(["cat", "/var/lib/gobackup/run-durations.json"]).output)
+    assert recorded["models"]["sales"]["seconds"] > 0, recorded
 
 
 def test_a_lost_state_volume_is_recovered_from_the_bucket(

@@ -118,6 +118,7 @@ def active_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         active = tmp_path / "active-config"
         active.write_text(f"{config}\n")
         monkeypatch.setattr(healthcheck.state_files, "ACTIVE_CONFIG", active)
+        monkeypatch.setattr(healthcheck.state_files, "STATE_DIR", tmp_path)  # run-durations.json
         monkeypatch.setattr(healthcheck, "fetch", lambda url: metrics_text)
 
     monkeypatch.delenv("RUN_MODE", raising=False)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlserver_backup import metrics, metrics_web, state_files
+from sqlserver_backup import metrics, metrics_web, overdue, state_files
 from sqlserver_backup_testing import metric_samples, request
 
 DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
@@ -270,6 +270,13 @@ def test_drills_targets_and_coverage_are_served_from_the_state_files(tmp_path: P
     assert values['sqlserver_backup_database_uncovered{database="NewDb",server="mssql,1433"}'] == 1
     assert values["sqlserver_backup_coverage_last_check_timestamp_seconds"] == 7000
     assert values["sqlserver_backup_coverage_check_success"] == 1
+
+    # The health check's measured durations: sales (02:00) queues behind
+    # nothing else; everything (03:00) behind a 90-minute sales run.
+    state_files.write_state(overdue.DURATIONS_STATE, {"models": {"sales": {"seconds": 5400.0}}})
+    values = metric_samples(source.render())
+    assert values['sqlserver_backup_rpo_grace_seconds{model="sales"}'] == 600 + 5400
+    assert values['sqlserver_backup_rpo_grace_seconds{model="everything"}'] == 3600 + 5400
 
     state_files.write_state("coverage.json", {"checked_at": 8000.0, "servers": [{"server": "x", "error": "down"}]})
     values = metric_samples(source.render())
