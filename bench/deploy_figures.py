@@ -67,6 +67,11 @@ class Deploy:
                 results.append(line.strip())
         return results
 
+    def slowest_tasks(self, count: int = 6) -> list[tuple[str, float]]:
+        """The slowest tasks of the run, as profile_tasks sums them up at the end."""
+        found = re.findall(r"^(\S.*?) -{2,} (\d+\.\d+)s$", self.output, re.MULTILINE)
+        return [(name.strip(), float(seconds)) for name, seconds in found][:count]
+
     def build_results(self) -> list[str]:
         return self.task_results(f"backup_image : Build {self.image}")
 
@@ -167,6 +172,8 @@ class Fleet:
             # Per set of hosts: a recreated host must not meet the SSH master
             # connection of the one it replaces (same address).
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.bench.tmp / f"ssh-{count}"),
+            # Each task's time, and the slowest at the end (slowest_tasks).
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
         }
         started = time.monotonic()
         output = playbook_output(
@@ -349,4 +356,11 @@ def deploy_rows(bench: Bench, overrides: Path, minio_image: str) -> tuple[list[R
         " so it reuses the SSH connections (ControlPersist). A (re)started backup container reports healthy at"
         " its first health check, 10 s after its start, and the deploy waits for that.",
     ]
+    slowest = deploys.again[min(FLEET_SIZES)].slowest_tasks()
+    if slowest:
+        notes.append(
+            "The 1-host no-op's slowest tasks (profile_tasks): "
+            + "; ".join(f"{name} {seconds:.1f} s" for name, seconds in slowest)
+            + "."
+        )
     return deploy_figure_rows(deploys), notes
