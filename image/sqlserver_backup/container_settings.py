@@ -1,5 +1,6 @@
 """The backup container's own settings (its environment in compose.yml:
-RUN_MODE, SKIP_HEALTH_CHECK, STOP_GRACE_PERIOD, METRICS_PORT). The entrypoint
+RUN_MODE, SKIP_HEALTH_CHECK, STOP_GRACE_PERIOD, BACKUP_HEALTH_GRACE,
+METRICS_PORT). The entrypoint
 checks them at start (`backup-config settings`), the backup_stack role before
 it deploys (container_settings_problems, an Ansible filter)."""
 
@@ -37,6 +38,9 @@ def container_settings_problems(
     grace = (grace or "3600") if empty_is_default else grace
     if not re.fullmatch(r"[0-9]{1,9}", grace):
         reasons.append(f"STOP_GRACE_PERIOD must be a whole number of seconds, not '{grace}'")
+    health_grace = settings.get("BACKUP_HEALTH_GRACE", "")
+    if health_grace and not re.fullmatch(r"[0-9]{1,9}", health_grace):
+        reasons.append(f"BACKUP_HEALTH_GRACE must be a whole number of seconds or empty, not '{health_grace}'")
     metrics_port = settings.get("METRICS_PORT", "")
     if metrics_port and not (re.fullmatch(r"[0-9]{1,5}", metrics_port) and 1 <= int(metrics_port) <= 65535):
         reasons.append(f"METRICS_PORT must be a port number (1-65535) or empty, not '{metrics_port}'")

@@ -61,6 +61,7 @@ def problems(
     """Why the backups are unhealthy. `settings`: restore.yml's (each model's
     rpo_grace_seconds); `measured`: each model's last duration."""
     zone = zone or go_time_location.local_zone()
+    grace = overdue.Grace(document, settings or {}, measured or {}, zone)
     found = []
     for model, body in document["models"].items():
         name = str(model).lower()  # GoBackup's metrics use viper's lower-cased keys
@@ -72,16 +73,16 @@ def problems(
             continue
         try:
             due = overdue.next_due(body or {}, max(success, started), zone)
-            if due is None:
-                continue
-            grace = overdue.grace_seconds(str(model), document, due, settings or {}, measured or {}, zone)
         except ValueError as error:  # CronError included: the checker refuses these
             found.append(f"model {name}: its schedule cannot be computed: {error}")
             continue
-        if now.timestamp() - due > grace:
+        if due is None:
+            continue
+        seconds = grace.seconds(str(model), due)
+        if now.timestamp() - due > seconds:
             at = datetime.datetime.fromtimestamp(due, zone).isoformat()
             found.append(
-                f"model {name} has no successful backup since its run due at {at}, nor in the {grace} s after it"
+                f"model {name} has no successful backup since its run due at {at}, nor in the {seconds} s after it"
                 f" (its RPO grace and the measured time of the runs queued with it) ({where})"
             )
     return found
@@ -110,9 +111,12 @@ def probe() -> int:
         return 1
     started = active.stat().st_mtime
     zone = go_time_location.local_zone()
-    settings = restore_rules.load_restore_settings(config, os.environ)
     try:
-        measured = overdue.record_durations(run_durations(metrics))
+        settings = restore_rules.load_restore_settings(config, os.environ)
+    except Exception:  # the entrypoint checked it at start; without it, the default grace
+        settings = {}
+    try:
+        measured = overdue.record_durations(run_durations(metrics), started)
     except OSError:  # a state volume it cannot write: the durations recorded before
         measured = overdue.durations()
     found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone, settings, measured)

@@ -333,17 +333,13 @@ class Exporter(Collector):
         models = self.restore_settings.get("models")
         models = models if isinstance(models, dict) else {}
         zone = go_time_location.local_zone()
-        measured = overdue.durations()
+        rule = overdue.Grace({"models": self.models}, self.restore_settings, overdue.durations(), zone)
         with self.lock:
             dues = {name: self.due(name, zone) for name in self.models}
         found = {}
         for name, due in dues.items():
             target = models.get(name) if isinstance(models.get(name), dict) else {}
-            grace = (
-                overdue.rpo_grace(name, self.restore_settings)
-                if due is None
-                else overdue.grace_seconds(name, {"models": self.models}, due, self.restore_settings, measured, zone)
-            )
+            grace = overdue.rpo_grace(name, self.restore_settings) if due is None else rule.seconds(name, due)
             days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
             found[name] = (grace, days * 86400)
         return found

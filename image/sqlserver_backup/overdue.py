@@ -9,11 +9,13 @@ beside 99 others may start hours later without anything being wrong. So its
 grace is its RPO grace (restore.yml's rpo_grace_seconds, which Ansible sets
 per model: rpo_grace_seconds of the database entry, else
 backup_config_rpo_grace_seconds) plus the time its queue takes: the last
-measured duration of every model of the process with a run in the window
-that can still hold the lock at its due time, itself included. The durations
+measured duration of every model of the process whose run can still hold
+the lock at its due time (a cron run in the window before it, as long as all
+measured runs one after another; any every/@every schedule, whose runs fall
+wherever its last one ended), itself included. The durations
 come from GoBackup's own /metrics (sum and count per model), recorded in
-run-durations.json on the state volume by the health check, which reads them
-every 30 s; a model never measured adds nothing until its first run.
+run-durations.json on the state volume by the health check at each probe; a
+model never measured adds nothing until its first run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlserver_backup import gobackup_rules, restore_rules, state_files
+from sqlserver_backup.go_gocron import EverySchedule
+from sqlserver_backup.go_robfig_cron import ConstantDelaySchedule
 
 DURATIONS_STATE = "run-durations.json"
 # The RPO grace of a model restore.yml names none for (the image without Ansible).
@@ -43,8 +47,10 @@ def next_due(body: Mapping[str, Any], since: float, zone: datetime.tzinfo) -> fl
 
 
 def default_grace(environ: Mapping[str, str] = os.environ) -> int:
-    """The RPO grace of a model restore.yml names none for."""
-    return int(environ.get(DEFAULT_GRACE_VARIABLE) or restore_rules.DEFAULT_RPO_GRACE_SECONDS)
+    """The RPO grace of a model restore.yml names none for: BACKUP_HEALTH_GRACE
+    (the entrypoint refuses one that is not a whole number), else 3600."""
+    value = environ.get(DEFAULT_GRACE_VARIABLE) or ""
+    return int(value) if value.isdigit() else restore_rules.DEFAULT_RPO_GRACE_SECONDS
 
 
 def rpo_grace(model: str, settings: Mapping[str, Any], default: int | None = None) -> int:
@@ -60,70 +66,109 @@ def last_duration(count: float, total: float, seen: tuple[float, float]) -> tupl
     gobackup_duration_seconds count and sum then), or None when none ended;
     and what is seen now. Several runs between readings: their mean."""
     seen_count, seen_total = seen
-    if count < seen_count:  # GoBackup started over
+    if count < seen_count or total < seen_total:  # GoBackup started over
         seen_count, seen_total = 0.0, 0.0
     duration = (total - seen_total) / (count - seen_count) if count > seen_count else None
     return duration, (count, total)
 
 
-def record_durations(values: Mapping[str, tuple[float, float]]) -> dict[str, float]:
-    """Takes in each model's (count, sum) of gobackup_duration_seconds and
-    keeps its last duration in DURATIONS_STATE; returns every model's."""
+def number(value: Any) -> float | None:
+    """A number of a state file, or None (absent, or not a number)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def record_durations(values: Mapping[str, tuple[float, float]], started: float) -> dict[str, float]:
+    """Takes in each model's (count, sum) of gobackup_duration_seconds, read
+    from the GoBackup that started at `started`, and keeps its last duration
+    in DURATIONS_STATE; returns every model's. A GoBackup started since the
+    last reading counts from 0 again: its counts are not compared with the
+    old ones."""
     state = state_files.read_state(DURATIONS_STATE)
     models = state.get("models") if isinstance(state.get("models"), dict) else {}
-    changed = False
+    same_start = number(state.get("started")) == started
+    changed = not same_start
     for model, (count, total) in values.items():
         known = models.get(model) if isinstance(models.get(model), dict) else {}
-        duration, seen = last_duration(count, total, (known.get("count", 0.0), known.get("sum", 0.0)))
-        if duration is None and seen == (known.get("count"), known.get("sum")):
+        seen = (number(known.get("count")) or 0.0, number(known.get("sum")) or 0.0) if same_start else (0.0, 0.0)
+        duration, now_seen = last_duration(count, total, seen)
+        if duration is None and now_seen == seen and same_start:
             continue
-        seconds = known.get("seconds") if duration is None else duration
-        models[model] = {"count": seen[0], "sum": seen[1], "seconds": seconds}
+        seconds = duration if duration is not None and duration >= 0 else number(known.get("seconds"))
+        models[model] = {"count": now_seen[0], "sum": now_seen[1], "seconds": seconds}
         changed = True
+    state = {"started": started, "models": models}
     if changed:
-        state_files.write_state(DURATIONS_STATE, {"models": models})
-    return durations(state={"models": models})
+        state_files.write_state(DURATIONS_STATE, state)
+    return durations(state)
 
 
 def durations(state: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Each measured model's last duration in seconds, from DURATIONS_STATE."""
     state = state_files.read_state(DURATIONS_STATE) if state is None else state
     models = state.get("models") if isinstance(state.get("models"), dict) else {}
-    return {
-        str(model): float(entry["seconds"])
-        for model, entry in models.items()
-        if isinstance(entry, dict) and isinstance(entry.get("seconds"), (int, float))
-    }
+    found = {}
+    for model, entry in models.items():
+        seconds = number(entry.get("seconds")) if isinstance(entry, dict) else None
+        if seconds is not None and seconds >= 0:
+            found[str(model)] = seconds
+    return found
 
 
-def queue_seconds(
-    document: Mapping[str, Any], due: float, measured: Mapping[str, float], zone: datetime.tzinfo
-) -> float:
-    """How long the runs that can hold GoBackup's lock at `due` take: every
-    model with a scheduled run at most that long before `due` (the window
-    is the sum of every measured duration: the longest a queue can carry
-    over), each for its last measured duration."""
-    window = sum(measured.values())
-    queued = 0.0
-    for model, body in (document.get("models") or {}).items():
-        seconds = measured.get(str(model).lower())
-        if not seconds:
-            continue
-        first = next_due(body or {}, due - window - 1, zone)
-        if first is not None and first <= due:
-            queued += seconds
-    return queued
+def fires_by(schedule: Any, since: datetime.datetime, due: float) -> bool:
+    """Whether a cron schedule has a run after `since` and at `due` at the latest."""
+    moment = schedule.next(since)
+    return moment is not None and moment.timestamp() <= due
 
 
-def grace_seconds(
-    model: str,
-    document: Mapping[str, Any],
-    due: float,
-    settings: Mapping[str, Any],
-    measured: Mapping[str, float],
-    zone: datetime.tzinfo,
-    default: int | None = None,
-) -> int:
-    """How long after `due` the model's backup may succeed before it is
-    overdue: its RPO grace plus the time its queue takes."""
-    return rpo_grace(model, settings, default) + math.ceil(queue_seconds(document, due, measured, zone))
+class Grace:
+    """The rule for the models of one GoBackup process, as one reading sees
+    them: each schedule parsed once, each due time's queue found once (a
+    host with 100 models asks for every model's grace at each probe)."""
+
+    def __init__(
+        self,
+        document: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        measured: Mapping[str, float],
+        zone: datetime.tzinfo,
+        default: int | None = None,
+    ) -> None:
+        self.settings, self.zone = settings, zone
+        self.default = default_grace() if default is None else default
+        self.measured = {str(name).lower(): seconds for name, seconds in measured.items() if seconds > 0}
+        # The longest a queue can carry over: every measured run, one after another.
+        self.window = sum(self.measured.values())
+        self.schedules: dict[str, Any] = {}
+        for model, body in (document.get("models") or {}).items():
+            schedule = body.get("schedule") if isinstance(body, Mapping) else None
+            if isinstance(schedule, dict):
+                try:
+                    self.schedules[str(model).lower()] = gobackup_rules.schedule_of(schedule)
+                except ValueError:  # the model's own check names it; it queues nothing here
+                    continue
+        self.queued_at: dict[float, set[str]] = {}
+
+    def queued(self, due: float) -> set[str]:
+        """The measured models whose runs can hold the lock at `due`: a cron
+        run at most `window` before it, or any interval schedule (every,
+        @every: its runs fall wherever its last one ended)."""
+        if due not in self.queued_at:
+            since = datetime.datetime.fromtimestamp(due - self.window - 1, self.zone)
+            self.queued_at[due] = {
+                model
+                for model, schedule in self.schedules.items()
+                if model in self.measured
+                and (isinstance(schedule, (ConstantDelaySchedule, EverySchedule)) or fires_by(schedule, since, due))
+            }
+        return self.queued_at[due]
+
+    def queue_seconds(self, model: str, due: float) -> float:
+        """How long the runs queued with the model's run due at `due` take,
+        its own included."""
+        name = str(model).lower()
+        return sum(self.measured[other] for other in self.queued(due) | ({name} & self.measured.keys()))
+
+    def seconds(self, model: str, due: float) -> int:
+        """How long after `due` the model's backup may succeed before it is
+        overdue: its RPO grace plus the time its queue takes."""
+        return rpo_grace(model, self.settings, self.default) + math.ceil(self.queue_seconds(model, due))

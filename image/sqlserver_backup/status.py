@@ -338,7 +338,7 @@ def status_rows(
     """The table's rows. `since`: when the configuration was deployed, for a
     model with no archive yet (its first backup is due after that);
     `measured`: each model's last run duration (overdue.durations())."""
-    zone = go_time_location.local_zone()
+    grace = overdue.Grace(document, settings, measured or {}, go_time_location.local_zone())
     targets = settings.get("models") if isinstance(settings.get("models"), dict) else {}
     sources = restore_rules.source_servers(document)
     model_drills = drills.get("models") if isinstance(drills.get("models"), dict) else {}
@@ -348,7 +348,7 @@ def status_rows(
         within_days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
 
         def grace_after(due: float, model: str = model) -> int:
-            return overdue.grace_seconds(model, document, due, settings, measured or {}, zone)
+            return grace.seconds(model, due)
 
         last, size, late, unknown = backup_state(model, body, grace_after, now, since, archives)
         for database, server in model_databases(model, sources, model_drills.get(model) or {}, coverage):

@@ -292,6 +292,7 @@ def test_once_mode_performs_every_model_and_exits_with_its_status(run_entrypoint
         ("SKIP_HEALTH_CHECK", "yes", "SKIP_HEALTH_CHECK must be 'true' or 'false', not 'yes'"),
         ("STOP_GRACE_PERIOD", "1h", "STOP_GRACE_PERIOD must be a whole number of seconds, not '1h'"),
         ("STOP_GRACE_PERIOD", "-5", "STOP_GRACE_PERIOD must be a whole number of seconds, not '-5'"),
+        ("BACKUP_HEALTH_GRACE", "2h", "BACKUP_HEALTH_GRACE must be a whole number of seconds or empty, not '2h'"),
         ("METRICS_PORT", "70000", "METRICS_PORT must be a port number (1-65535) or empty, not '70000'"),
         ("METRICS_PORT", "2703", "METRICS_PORT must differ from web.port, the port of GoBackup's own web server"),
         ("BACKUP_CRON", "0 2 * *", "expected exactly 5 fields"),

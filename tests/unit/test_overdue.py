@@ -29,22 +29,22 @@ def model(cron: str, database: str = "Sales") -> dict:
 
 
 def test_a_model_measured_alone_has_its_rpo_grace_plus_its_own_run() -> None:
-    grace = overdue.grace_seconds("db0", nightly(1), DUE, {}, {"db0": 600.5}, UTC, default=HOUR)
-    assert grace == HOUR + 601
+    grace = overdue.Grace(nightly(1), {}, {"db0": 600.5}, UTC, default=HOUR)
+    assert grace.seconds("db0", DUE) == HOUR + 601
 
 
 def test_models_due_at_the_same_minute_queue_behind_each_other() -> None:
     """100 databases at 02:00, 5 minutes each: any of them may start 8 h 15 min late."""
     document = nightly(100)
     measured = {f"db{n}": 300.0 for n in range(100)}
-    assert overdue.grace_seconds("db99", document, DUE, {}, measured, UTC, default=HOUR) == HOUR + 100 * 300
+    assert overdue.Grace(document, {}, measured, UTC, default=HOUR).seconds("db99", DUE) == HOUR + 100 * 300
 
 
 def test_a_model_on_another_schedule_is_not_in_the_queue() -> None:
     document = nightly(2)
     document["models"]["noon"] = model("0 12 * * *")
     measured = {"db0": 600.0, "db1": 600.0, "noon": 600.0}
-    assert overdue.queue_seconds(document, DUE, measured, UTC) == 1200
+    assert overdue.Grace(document, {}, measured, UTC).queue_seconds("db0", DUE) == 1200
 
 
 def test_a_run_that_fell_due_shortly_before_can_still_hold_the_lock() -> None:
@@ -52,14 +52,15 @@ def test_a_run_that_fell_due_shortly_before_can_still_hold_the_lock() -> None:
     document = nightly(1)
     document["models"]["early"] = model("50 1 * * *")
     measured = {"db0": 300.0, "early": 1200.0}
-    assert overdue.queue_seconds(document, DUE, measured, UTC) == 1500
+    assert overdue.Grace(document, {}, measured, UTC).queue_seconds("db0", DUE) == 1500
 
 
 def test_the_grace_is_settable_per_model_in_restore_yml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(overdue.DEFAULT_GRACE_VARIABLE, "900")
     targets = {"models": {"db0": {"rpo_grace_seconds": 7200}}}
-    assert overdue.grace_seconds("db0", nightly(2), DUE, targets, {}, UTC) == 7200
-    assert overdue.grace_seconds("db1", nightly(2), DUE, targets, {}, UTC) == 900, "restore.yml names none"
+    grace = overdue.Grace(nightly(2), targets, {}, UTC)
+    assert grace.seconds("db0", DUE) == 7200
+    assert grace.seconds("db1", DUE) == 900, "restore.yml names none"
     monkeypatch.delenv(overdue.DEFAULT_GRACE_VARIABLE)
     assert overdue.rpo_grace("db1", targets) == 3600
 
@@ -73,13 +74,47 @@ def test_last_duration_reads_the_runs_since_the_last_reading() -> None:
 
 def test_durations_are_recorded_on_the_state_volume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state_files, "STATE_DIR", tmp_path)
-    assert overdue.record_durations({"sales": (1, 40.0)}) == {"sales": 40.0}
-    assert overdue.record_durations({"sales": (1, 40.0)}) == {"sales": 40.0}, "no new run: the last is kept"
-    # A restarted GoBackup counts from 0: the last duration stays until a run ends.
-    assert overdue.record_durations({"sales": (0, 0.0)}) == {"sales": 40.0}
-    assert overdue.record_durations({"sales": (1, 55.0), "hr": (2, 10.0)}) == {"sales": 55.0, "hr": 5.0}
-    assert overdue.durations() == {"sales": 55.0, "hr": 5.0}
-    assert (tmp_path / overdue.DURATIONS_STATE).is_file()
+    assert overdue.record_durations({"sales": (1, 40.0)}, STARTED) == {"sales": 40.0}
+    assert overdue.record_durations({"sales": (1, 40.0)}, STARTED) == {"sales": 40.0}, "no new run: the last is kept"
+    assert overdue.record_durations({"sales": (3, 100.0), "hr": (2, 10.0)}, STARTED) == {"sales": 30.0, "hr": 5.0}
+    assert overdue.durations() == {"sales": 30.0, "hr": 5.0}
+    # A GoBackup started since then counts from 0 again, even when its count
+    # has passed the old one before the first reading.
+    restarted = STARTED + 600
+    assert overdue.record_durations({"sales": (0, 0.0)}, restarted) == {"sales": 30.0, "hr": 5.0}, "kept until a run"
+    assert overdue.record_durations({"sales": (4, 48.0)}, restarted + 1) == {"sales": 12.0, "hr": 5.0}
+
+
+def test_a_damaged_durations_file_is_read_as_far_as_it_makes_sense(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_files, "STATE_DIR", tmp_path)
+    state_files.write_state(
+        overdue.DURATIONS_STATE,
+        {"started": STARTED, "models": {"sales": {"count": None, "sum": "3", "seconds": 9}, "hr": [], "x": {}}},
+    )
+    assert overdue.durations() == {"sales": 9.0}
+    assert overdue.record_durations({"sales": (2, 50.0), "hr": (1, 7.0)}, STARTED) == {"sales": 25.0, "hr": 7.0}
+    (tmp_path / overdue.DURATIONS_STATE).write_text("{not json")
+    assert overdue.durations() == {}
+    assert overdue.record_durations({"sales": (1, 5.0)}, STARTED) == {"sales": 5.0}
+
+
+def test_interval_schedules_queue_with_every_model_and_count_their_own_run() -> None:
+    """every/@every runs fall wherever the last one ended: they may hold the lock at any due time."""
+    document = {"models": {"hourly": model("@every 1h"), "daily": model("0 2 * * *")}}
+    document["models"]["day"] = {"schedule": {"every": "24h"}, "storages": STORAGES}
+    measured = {"hourly": 600.0, "daily": 300.0, "day": 900.0}
+    grace = overdue.Grace(document, {}, measured, UTC, default=HOUR)
+    assert grace.seconds("hourly", DUE + 4 * HOUR) == HOUR + 600 + 900, "its own run and the other interval model's"
+    assert grace.seconds("daily", DUE) == HOUR + 300 + 600 + 900
+
+
+def test_a_default_grace_that_is_not_a_whole_number_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(overdue.DEFAULT_GRACE_VARIABLE, "7200.0")
+    assert overdue.default_grace() == 3600
+    monkeypatch.setenv(overdue.DEFAULT_GRACE_VARIABLE, "7200")
+    assert overdue.default_grace() == 7200
 
 
 def test_the_health_check_waits_for_a_queued_model_and_not_for_a_stalled_one(monkeypatch: pytest.MonkeyPatch) -> None:
