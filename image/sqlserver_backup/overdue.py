@@ -35,14 +35,19 @@ DURATIONS_STATE = "run-durations.json"
 DEFAULT_GRACE_VARIABLE = "BACKUP_HEALTH_GRACE"
 
 
+def model_schedule(body: Any) -> Any:
+    """What GoBackup schedules for a model's body, or None for a model without
+    a schedule block. GoBackup ignores schedule.enabled: any schedule block is
+    scheduled. ValueError (CronError included) when it cannot be read."""
+    schedule = body.get("schedule") if isinstance(body, Mapping) else None
+    return gobackup_rules.schedule_of(schedule) if isinstance(schedule, dict) else None
+
+
 def next_due(body: Mapping[str, Any], since: float, zone: datetime.tzinfo) -> float | None:
     """The first run GoBackup schedules after `since` (a Unix time), or None
-    for a model without a schedule. GoBackup ignores schedule.enabled: any
-    schedule block is scheduled."""
-    schedule = body.get("schedule") if isinstance(body, Mapping) else None
-    if not isinstance(schedule, dict):
-        return None
-    moment = gobackup_rules.schedule_of(schedule).next(datetime.datetime.fromtimestamp(since, zone))
+    for a model without a schedule."""
+    schedule = model_schedule(body)
+    moment = schedule.next(datetime.datetime.fromtimestamp(since, zone)) if schedule is not None else None
     return moment.timestamp() if moment else None
 
 
@@ -140,12 +145,12 @@ class Grace:
         self.window = sum(self.measured.values())
         self.schedules: dict[str, Any] = {}
         for model, body in (document.get("models") or {}).items():
-            schedule = body.get("schedule") if isinstance(body, Mapping) else None
-            if isinstance(schedule, dict):
-                try:
-                    self.schedules[str(model).lower()] = gobackup_rules.schedule_of(schedule)
-                except ValueError:  # the model's own check names it; it queues nothing here
-                    continue
+            try:
+                schedule = model_schedule(body)
+            except ValueError:  # the model's own check names it; it queues nothing here
+                continue
+            if schedule is not None:
+                self.schedules[str(model).lower()] = schedule
         self.queued_at: dict[float, set[str]] = {}
 
     def queued(self, due: float) -> set[str]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import re
@@ -346,11 +347,9 @@ def status_rows(
     for model, body in sorted(document["models"].items()):
         target = targets.get(model) if isinstance(targets.get(model), dict) else {}
         within_days = int(target.get("proven_within_days") or restore_rules.DEFAULT_PROVEN_WITHIN_DAYS)
-
-        def grace_after(due: float, model: str = model) -> int:
-            return grace.seconds(model, due)
-
-        last, size, late, unknown = backup_state(model, body, grace_after, now, since, archives)
+        last, size, late, unknown = backup_state(
+            model, body, functools.partial(grace.seconds, model), now, since, archives
+        )
         for database, server in model_databases(model, sources, model_drills.get(model) or {}, coverage):
             record = drill_record(model_drills.get(model) or {}, database)
             reasons = {"OVERDUE": late, "UNKNOWN": [unknown] if unknown else []}
