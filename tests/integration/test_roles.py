@@ -746,3 +746,19 @@ def test_the_backup_stack_holds_only_the_backup_service_and_joins_the_dev_networ
     assert backup_compose["services"]["backup"]["networks"] == ["default", "sqlserver-backup-dev"]
     assert backup_compose["networks"] == {"sqlserver-backup-dev": {"external": True}}
     assert dev_compose["networks"] == {"default": {"name": "sqlserver-backup-dev"}}
+
+
+def test_each_worker_gets_its_share_of_the_models_and_a_port(tmp_path: Path, vault_password_file: Path) -> None:
+    out = tmp_path / "hosts"
+    host = out / "sqlbackup-01.example.internal"
+    result = render("production", out, vault_password_file, "-e", "backup_config_workers=2", "--limit", host.name)
+    assert result.returncode == 0, result.stdout[-3000:]
+    everything = yaml.safe_load((host / "gobackup.yml").read_text())
+    workers = [yaml.safe_load((host / f"gobackup-worker-{n}.yml").read_text()) for n in (1, 2)]
+    assert [sorted(worker["models"]) for worker in workers] == [["sales"], ["inventory"]]
+    assert [worker["web"]["port"] for worker in workers] == [2703, 2704]
+    assert {**workers[0]["models"], **workers[1]["models"]} == everything["models"], "the same models, split"
+
+    again = render("production", out, vault_password_file, "--limit", host.name)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert not list(host.glob("gobackup-worker-*.yml")), "one worker again: the workers' files are gone"
