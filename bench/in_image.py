@@ -8,10 +8,12 @@ Each command prints one JSON document on stdout.
   archive DIR MODEL TYPE...   GoBackup's tar command per compress type: time and size
   floor DIR BYTES             one sequential write (fsync) and one uncached read
   pipeline                    a GoBackup run of the post-export pipeline (settings on stdin)
+  work-peaks WORKDIR STOP MAP each worker's peak bytes in GoBackup's temp folders, until STOP exists
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -332,6 +334,35 @@ def pipeline() -> None:
     shutil.rmtree(root / "local", ignore_errors=True)
 
 
+def work_peaks(workdir: Path, stop: Path, worker_of: dict[str, int]) -> None:
+    """Samples GoBackup's temp folders (<workdir>/<unix-nanos>/<model>/, one
+    per running model) every 0.5 s until `stop` exists; each worker's peak of
+    the bytes its models hold at once."""
+    peaks: dict[int, int] = {}
+    samples = 0
+    while not stop.exists():
+        held: dict[int, int] = {}
+        for run_dir in list(workdir.iterdir()) if workdir.is_dir() else ():
+            if not run_dir.name.isdigit():
+                continue
+            try:
+                model_dirs = list(run_dir.iterdir())
+            except OSError:
+                continue  # the run ended
+            for model_dir in model_dirs:
+                worker = worker_of.get(model_dir.name)
+                if worker is None:
+                    continue
+                with contextlib.suppress(OSError):  # the run ended while it was read
+                    held[worker] = held.get(worker, 0) + tree_bytes(run_dir)
+                break
+        for worker, size in held.items():
+            peaks[worker] = max(peaks.get(worker, 0), size)
+        samples += 1
+        time.sleep(0.5)
+    emit({"peaks": peaks, "samples": samples})
+
+
 def main(argv: list[str]) -> int:
     command, arguments = argv[0], argv[1:]
     if command == "sizes":
@@ -344,6 +375,8 @@ def main(argv: list[str]) -> int:
         floor(Path(arguments[0]), int(arguments[1]))
     elif command == "pipeline":
         pipeline()
+    elif command == "work-peaks":
+        work_peaks(Path(arguments[0]), Path(arguments[1]), json.loads(arguments[2]))
     else:
         print(f"unknown command {command}", file=sys.stderr)
         return 2

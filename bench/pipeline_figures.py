@@ -87,10 +87,13 @@ def available_memory() -> int:
     return 0
 
 
-def start_minio(bench: Bench, minio_image: str) -> tuple[str, str, str, str]:
-    """A MinIO of the stack's image on a network of this run; returns the
-    network, the host port and the root credentials."""
-    network = f"{bench.name}-net"
+def start_minio(
+    bench: Bench, minio_image: str, name: str = "minio", size: int | None = None
+) -> tuple[str, str, str, str]:
+    """A MinIO of the stack's image on a network of its own (both named
+    after `name`), with room for `size` bytes (default: every run of section
+    4); returns the network, the host port and the root credentials."""
+    network = f"{bench.name}-{name}-net"
     run("docker", "network", "create", network, quiet=True)
     bench.on_exit(quietly, "docker", "network", "rm", network)
     user, password = "bench-root", secrets.token_hex(20)
@@ -98,22 +101,22 @@ def start_minio(bench: Bench, minio_image: str) -> tuple[str, str, str, str]:
     environment.touch(mode=0o600)
     environment.write_text(f"MINIO_ROOT_USER={user}\nMINIO_ROOT_PASSWORD={password}\n")
     port = minio_port()
-    container = f"{bench.name}-minio"
+    container = f"{bench.name}-{name}"
     bench.on_exit(quietly, "docker", "rm", "-f", "-v", container)
     command = ["docker", "run", "-d", "--name", container, "--network", network, "--network-alias", "minio"]
     command += ["-p", f"127.0.0.1:{port}:9000", "--env-file", str(environment)]
     # MinIO keeps the object in memory when it fits, so that its writes do
     # not compete with the backup host's own for the same disk.
     # Room for every run's archive (keep: 7) and one more part.
-    size = (PIPELINE_RUNS + 1) * bench.size + 512 * 1024**2
+    size = size or (PIPELINE_RUNS + 1) * bench.size + 512 * 1024**2
     if available_memory() > 2 * size:
         bench.minio_storage = "tmpfs"
         uid, _, gid = str(bench.docker.images.get(minio_image).attrs["Config"]["User"]).partition(":")
         command += ["--tmpfs", f"/data:rw,size={size},uid={uid},gid={gid or uid},mode=0750"]
     else:
         bench.minio_storage = "a Docker volume on the same disk"
-        command += ["--mount", f"type=volume,src={bench.name}-minio,dst=/data"]
-        bench.on_exit(quietly, "docker", "volume", "rm", f"{bench.name}-minio")
+        command += ["--mount", f"type=volume,src={container},dst=/data"]
+        bench.on_exit(quietly, "docker", "volume", "rm", container)
     run(*command, minio_image, quiet=True)
 
     def its_log() -> str:

@@ -19,10 +19,11 @@ from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.config_yaml import yaml_problem
 from sqlserver_backup.container_settings import container_settings_problems
 from sqlserver_backup.environment_names import ignored_variable_problems
-from sqlserver_backup.gobackup_config import endpoints, load, load_lenient, storages, web_address
+from sqlserver_backup.gobackup_config import endpoints, load, load_lenient, storages
 from sqlserver_backup.gobackup_env import SECRET_VARIABLES, ca_bundle, render_defaults
 from sqlserver_backup.notify_settings import relay_channels
 from sqlserver_backup.temp_paths import clean_temp, running_jobs, workdir
+from sqlserver_backup.workers import scheduler_addresses, worker_configs, worker_problems
 
 # Subcommands that read the config without the full check: they run at stop
 # time too, when only the workdir matters.
@@ -79,12 +80,10 @@ def _ca_bundle() -> int:
 
 def _settings(config: Path) -> int:
     try:
-        address = web_address(load_lenient(config, os.environ))
+        ports = [port for _, port in scheduler_addresses(config, os.environ)]
     except (ConfigError, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):
-        address = None  # the config's own check names what is wrong with it
-    problems = ignored_variable_problems(os.environ) + container_settings_problems(
-        os.environ, address[1] if address else None
-    )
+        ports = []  # the config's own check names what is wrong with it
+    problems = ignored_variable_problems(os.environ) + container_settings_problems(os.environ, ports)
     return _error(problems, "settings error") if problems else 0
 
 
@@ -122,6 +121,9 @@ def _checked(command: str, config: Path) -> int:
         document, _ = load(config, os.environ)
     except ConfigError as error:
         return _error(error.reasons)
+    workers = worker_problems(config, document, os.environ)
+    if workers:
+        return _error(workers)
     if command == "endpoints":
         for what, model, host, port in endpoints(document):
             print(f"{host}\t{port}\t{model}\t{what}")
@@ -129,7 +131,9 @@ def _checked(command: str, config: Path) -> int:
         for model in document["models"]:
             print(f"model {model} uploads to {'; '.join(storages(document, model))}")
     else:
-        print(f"config ok: {len(document['models'])} model(s) in {config}", file=sys.stderr)
+        processes = worker_configs(config)
+        split = f", run by {len(processes)} GoBackup workers" if processes != [config] else ""
+        print(f"config ok: {len(document['models'])} model(s) in {config}{split}", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Docker HEALTHCHECK for the backup container.
 
 A one-shot container is healthy while it runs. In daemon mode the container is
-unhealthy when GoBackup's scheduler does not answer /status on its loopback web
-server, when a model's last scheduled backup failed, or when a model's first
+unhealthy when GoBackup's scheduler (each worker's, workers.py) does not answer
+/status on its loopback web server, when a model's last scheduled backup failed, or when a model's first
 run due after its last success (or after the container started) is further in
 the past than the model's grace: its RPO grace plus the measured time of the
 runs queued with it (overdue.py, the rule backup-status and the metrics
@@ -26,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from sqlserver_backup import config_yaml, go_time_location, gobackup_config, overdue, restore_rules, state_files
+from sqlserver_backup import (
+    config_yaml,
+    go_time_location,
+    gobackup_config,
+    overdue,
+    restore_rules,
+    state_files,
+    workers,
+)
 
 METRIC = re.compile(r'^gobackup_last_timestamp\{model="([^"]*)",status="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
 DURATION = re.compile(r'^gobackup_duration_seconds_(count|sum)\{model="([^"]*)"\}\s+(\S+)$', re.MULTILINE)
@@ -57,11 +65,13 @@ def problems(
     zone: datetime.tzinfo | None = None,
     settings: Mapping[str, Any] | None = None,
     measured: Mapping[str, float] | None = None,
+    groups: list[list[str]] | None = None,
 ) -> list[str]:
     """Why the backups are unhealthy. `settings`: restore.yml's (each model's
-    rpo_grace_seconds); `measured`: each model's last duration."""
+    rpo_grace_seconds); `measured`: each model's last duration; `groups`:
+    each worker's models (workers.worker_models)."""
     zone = zone or go_time_location.local_zone()
-    grace = overdue.Grace(document, settings or {}, measured or {}, zone)
+    grace = overdue.Grace(document, settings or {}, measured or {}, zone, workers=groups)
     found = []
     for model, body in document["models"].items():
         name = str(model).lower()  # GoBackup's metrics use viper's lower-cased keys
@@ -99,16 +109,19 @@ def probe() -> int:
     # probe's, so read the config without checking it.
     config = Path(active.read_text(encoding="utf-8").strip())
     document = gobackup_config.load_lenient(config, os.environ)
-    address = gobackup_config.web_address(document)
-    if address is None:
+    addresses = workers.scheduler_addresses(config, os.environ)
+    if not addresses:
         return 0  # web server disabled: Docker's restart policy watches the process
-    base = f"http://{address[0]}:{address[1]}"
-    try:
-        fetch(f"{base}/status")
-        metrics = fetch(f"{base}/metrics")
-    except OSError as error:
-        print(f"unhealthy: the scheduler does not answer on {base}: {error}")
-        return 1
+    texts = []
+    for host, port in addresses:  # one GoBackup per worker, each with its models' metrics
+        base = f"http://{host}:{port}"
+        try:
+            fetch(f"{base}/status")
+            texts.append(fetch(f"{base}/metrics"))
+        except OSError as error:
+            print(f"unhealthy: the scheduler does not answer on {base}: {error}")
+            return 1
+    metrics = "\n".join(texts)
     started = active.stat().st_mtime
     zone = go_time_location.local_zone()
     try:
@@ -119,7 +132,9 @@ def probe() -> int:
         measured = overdue.record_durations(run_durations(metrics), started)
     except OSError:  # a state volume it cannot write: the durations recorded before
         measured = overdue.durations()
-    found = problems(document, last_runs(metrics), started, datetime.datetime.now(zone), zone, settings, measured)
+    now = datetime.datetime.now(zone)
+    groups = workers.worker_models(config, os.environ)
+    found = problems(document, last_runs(metrics), started, now, zone, settings, measured, groups)
     for problem in found:
         print(f"unhealthy: {problem}")
     return 1 if found else 0

@@ -66,6 +66,7 @@ from sqlserver_backup import go_time_location, gobackup_config, overdue, restore
 from sqlserver_backup.archives import newest_archive
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.metrics_web import WebConfig, load_web_config, web_config_path
+from sqlserver_backup.workers import scheduler_addresses, worker_models
 
 POLL_SECONDS = 5.0
 # A client that has not finished its TLS handshake by then is dropped.
@@ -133,7 +134,16 @@ def gobackup_families(text: str) -> list[Metric]:
         lambda match: match.group(0) if match.group(1).endswith("_total") else f"# TYPE {match.group(1)} untyped",
         text,
     )
-    return [family for family in text_string_to_metric_families(untyped) if family.name.startswith("gobackup_")]
+    merged: dict[str, Metric] = {}
+    # Each worker's GoBackup lists the same families (workers.py): one each.
+    for family in text_string_to_metric_families(untyped):
+        if not family.name.startswith("gobackup_"):
+            continue
+        if family.name in merged:
+            merged[family.name].samples += family.samples
+        else:
+            merged[family.name] = family
+    return list(merged.values())
 
 
 def samples(families: Iterable[Metric]) -> dict[tuple[str, str, str], float]:
@@ -175,8 +185,10 @@ class Exporter(Collector):
         fetch: Callable[[], str] | None,
         size_of: Callable[[Mapping[str, Any]], int | None] = last_archive_size,
         restore_settings: Mapping[str, Any] | None = None,
+        workers: list[list[str]] | None = None,
     ) -> None:
         self.document = document
+        self.workers = workers  # each worker's models (workers.worker_models), for the grace
         self.restore_settings = restore_settings or {}
         self.models = {str(name).lower(): body or {} for name, body in document["models"].items()}
         self.state_file = state_file
@@ -333,7 +345,9 @@ class Exporter(Collector):
         models = self.restore_settings.get("models")
         models = models if isinstance(models, dict) else {}
         zone = go_time_location.local_zone()
-        rule = overdue.Grace({"models": self.models}, self.restore_settings, overdue.durations(), zone)
+        rule = overdue.Grace(
+            {"models": self.models}, self.restore_settings, overdue.durations(), zone, workers=self.workers
+        )
         with self.lock:
             dues = {name: self.due(name, zone) for name in self.models}
         found = {}
@@ -490,15 +504,19 @@ class MetricsServer(http.server.ThreadingHTTPServer):
         log(f"request from {client_address[0]} failed: {type(error).__name__}: {error}")
 
 
-def scheduler_reader(document: Mapping[str, Any]) -> Callable[[], str] | None:
-    address = gobackup_config.web_address(document)
-    if address is None:
+def scheduler_reader(addresses: Sequence[tuple[str, int]]) -> Callable[[], str] | None:
+    """Reads the /metrics of every GoBackup worker as one text (the parser
+    joins a family that each worker lists into one)."""
+    if not addresses:
         return None
-    url = f"http://{address[0]}:{address[1]}/metrics"
+    urls = [f"http://{host}:{port}/metrics" for host, port in addresses]
 
     def fetch() -> str:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read().decode()
+        texts = []
+        for url in urls:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http only
+                texts.append(response.read().decode())
+        return "\n".join(texts)
 
     return fetch
 
@@ -512,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         document = gobackup_config.load_lenient(arguments.config, os.environ)
-        fetch = scheduler_reader(document)
+        fetch = scheduler_reader(scheduler_addresses(arguments.config, os.environ))
         if fetch is None:
             log("GoBackup's web server is disabled (web.enabled: false): only the saved state is served")
         try:
@@ -520,7 +538,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # the backup metrics are served all the same
             log(f"restore.yml cannot be read ({type(error).__name__}): no drill or RPO targets are served")
             settings = {}
-        exporter = Exporter(document, state_files.state_dir(os.environ) / STATE_FILE, fetch, restore_settings=settings)
+        exporter = Exporter(
+            document,
+            state_files.state_dir(os.environ) / STATE_FILE,
+            fetch,
+            restore_settings=settings,
+            workers=worker_models(arguments.config, os.environ),
+        )
         web = load_web_config(web_config_path(arguments.config))
         server = MetricsServer(("0.0.0.0", arguments.port), handler_for(exporter.registry, web), web)  # noqa: S104
     except ConfigError as error:

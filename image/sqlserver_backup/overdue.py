@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlserver_backup import gobackup_rules, restore_rules, state_files
@@ -126,9 +126,11 @@ def fires_by(schedule: Any, since: datetime.datetime, due: float) -> bool:
 
 
 class Grace:
-    """The rule for the models of one GoBackup process, as one reading sees
-    them: each schedule parsed once, each due time's queue found once (a
-    host with 100 models asks for every model's grace at each probe)."""
+    """The rule for the models of a container, as one reading sees them: each
+    schedule parsed once, each due time's queue found once (a host with 100
+    models asks for every model's grace at each probe). A model queues only
+    with the models of its own GoBackup process: `workers` lists each
+    worker's model names (workers.worker_models); None, one process runs all."""
 
     def __init__(
         self,
@@ -137,8 +139,10 @@ class Grace:
         measured: Mapping[str, float],
         zone: datetime.tzinfo,
         default: int | None = None,
+        workers: Sequence[Iterable[str]] | None = None,
     ) -> None:
         self.settings, self.zone = settings, zone
+        self.worker_of = {str(name).lower(): index for index, names in enumerate(workers or []) for name in names}
         self.default = default_grace() if default is None else default
         self.measured = {str(name).lower(): seconds for name, seconds in measured.items() if seconds > 0}
         # The longest a queue can carry over: every measured run, one after another.
@@ -171,7 +175,9 @@ class Grace:
         """How long the runs queued with the model's run due at `due` take,
         its own included."""
         name = str(model).lower()
-        return sum(self.measured[other] for other in self.queued(due) | ({name} & self.measured.keys()))
+        mine = self.worker_of.get(name)
+        queue = {other for other in self.queued(due) if self.worker_of.get(other) == mine}
+        return sum(self.measured[other] for other in queue | ({name} & self.measured.keys()))
 
     def seconds(self, model: str, due: float) -> int:
         """How long after `due` the model's backup may succeed before it is

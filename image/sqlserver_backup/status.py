@@ -63,6 +63,7 @@ from sqlserver_backup.archives import newest_archive as stored_newest_archive
 from sqlserver_backup.database import Database
 from sqlserver_backup.errors import RestoreError
 from sqlserver_backup.models import active_config
+from sqlserver_backup.workers import worker_models
 
 LIST_QUERY = "SELECT name FROM sys.databases WHERE database_id > 4 AND source_database_id IS NULL"
 SYSTEM_DATABASES = {"master", "tempdb", "model", "msdb"}
@@ -335,11 +336,13 @@ def status_rows(
     since: float,
     archives: Callable[[Mapping[str, Any]], tuple[float | None, int] | None] = newest_archive,
     measured: Mapping[str, float] | None = None,
+    workers: list[list[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The table's rows. `since`: when the configuration was deployed, for a
     model with no archive yet (its first backup is due after that);
-    `measured`: each model's last run duration (overdue.durations())."""
-    grace = overdue.Grace(document, settings, measured or {}, go_time_location.local_zone())
+    `measured`: each model's last run duration (overdue.durations());
+    `workers`: each worker's models (workers.worker_models)."""
+    grace = overdue.Grace(document, settings, measured or {}, go_time_location.local_zone(), workers=workers)
     targets = settings.get("models") if isinstance(settings.get("models"), dict) else {}
     sources = restore_rules.source_servers(document)
     model_drills = drills.get("models") if isinstance(drills.get("models"), dict) else {}
@@ -401,7 +404,8 @@ def status_main(arguments: argparse.Namespace) -> int:
     coverage = state_files.read_state(state_files.COVERAGE_STATE)
     now = time.time()
     drills = state_files.read_state(state_files.DRILLS_STATE)
-    rows = status_rows(document, settings, drills, coverage, now, config.stat().st_mtime, measured=overdue.durations())
+    deployed, measured, groups = config.stat().st_mtime, overdue.durations(), worker_models(config, os.environ)
+    rows = status_rows(document, settings, drills, coverage, now, deployed, measured=measured, workers=groups)
     host = arguments.host or os.environ.get("BACKUP_HOST") or socket.gethostname()
     if arguments.json:
         report = {"host": host, "checked_at": now, "coverage_checked_at": coverage.get("checked_at"), "rows": rows}

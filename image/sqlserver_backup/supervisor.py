@@ -38,6 +38,7 @@ from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.gobackup_config import load, load_lenient, storages
 from sqlserver_backup.notify_settings import relay_channels
 from sqlserver_backup.temp_paths import running_jobs, workdir
+from sqlserver_backup.workers import worker_configs
 
 LOG_PREFIX = "docker-entrypoint"
 NOTIFY_RELAY = "notify-relay"
@@ -132,6 +133,35 @@ class Process:
 Spawn = Callable[[list[str], bool], Child]
 
 
+def first_failure(statuses: list[int]) -> int:
+    return next((status for status in statuses if status != 0), 0)
+
+
+class Workers:
+    """The GoBackup processes of one container, one per worker configuration
+    (workers.py), signalled and waited for together as one Child."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.stdout: BinaryIO | None = None
+
+    def first_exit(self) -> int | None:
+        """The status of a process that has exited; None while all run."""
+        return next((status for child in self.children if (status := child.poll()) is not None), None)
+
+    def poll(self) -> int | None:
+        """None while any process runs; then the first failure's status, or 0."""
+        statuses = [child.poll() for child in self.children]
+        return None if None in statuses else first_failure([status for status in statuses if status is not None])
+
+    def wait(self) -> int:
+        return first_failure([child.wait() for child in self.children])
+
+    def signal(self, number: int, group: bool = False) -> None:
+        for child in self.children:
+            child.signal(number, group)
+
+
 def drop_probe_lines(source: BinaryIO, target: BinaryIO) -> None:
     """Copies GoBackup's output line by line (a carriage return stays one),
     without the lines of successful health probes. Reads to the end even when
@@ -200,6 +230,8 @@ class BackupConfig:
             document = load_lenient(config, environ)
             self.relay_port: int | None = next(iter(relay_channels(document).values()), None)
             self.workdir = workdir(document)
+            # One GoBackup per worker file (docker-entrypoint checked them).
+            self.worker_configs = worker_configs(config)
         except (ConfigError, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as error:
             raise Fatal(f"cannot read {config}: {reason(error)}") from None
 
@@ -345,12 +377,19 @@ class Supervisor:
             self.clock.sleep(0.1)
         raise Fatal(f"the notification relay does not listen on 127.0.0.1:{port}")
 
+    def gobackup_commands(self, action: str) -> list[list[str]]:
+        return [["gobackup", action, "-c", str(path)] for path in self.config.worker_configs]
+
+    def workers_text(self) -> str:
+        count = len(self.config.worker_configs)
+        return f" in {count} GoBackup workers" if count > 1 else ""
+
     def run_once(self) -> int:
-        log("running every model once")
-        return self.supervise(["gobackup", "perform", "-c", str(self.settings.config)])
+        log(f"running every model once{self.workers_text()}")
+        return self.supervise(self.gobackup_commands("perform"), until_all=True)
 
     def run_daemon(self) -> int:
-        log(f"starting the GoBackup scheduler (TZ={self.settings.time_zone})")
+        log(f"starting the GoBackup scheduler{self.workers_text()} (TZ={self.settings.time_zone})")
         config = str(self.settings.config)
         metrics = None
         try:
@@ -364,7 +403,7 @@ class Supervisor:
             self.proof = self.spawn([PROOF_SCHEDULER, "--config", config], False)
             if self.stop.requested:
                 self.stop_proof_scheduler_early()
-            return self.supervise(["gobackup", "run", "-c", config])
+            return self.supervise(self.gobackup_commands("run"), until_all=False)
         finally:
             stop_child(self.proof)
             stop_child(metrics)
@@ -383,19 +422,30 @@ class Supervisor:
         log(f"error: GoBackup exited by itself (exit {status}); its reason is above")
         return status or 1
 
-    def supervise(self, command: list[str]) -> int:
-        """Runs GoBackup until it exits by itself or a stop request is through;
-        returns GoBackup's status, or stop_gracefully's. Every line GoBackup
-        printed has reached the output when this returns."""
-        gobackup = self.spawn(command, True)
-        copier = None
-        if gobackup.stdout is not None:
-            copier = threading.Thread(target=drop_probe_lines, args=(gobackup.stdout, self.output), daemon=True)
-            copier.start()
-        while not self.stop.requested and gobackup.poll() is None:
+    def supervise(self, commands: list[list[str]], until_all: bool) -> int:
+        """Runs one GoBackup per command until a stop request is through, or
+        until they have all exited (until_all: one-shot runs) or one has (a
+        scheduler that exits is an error: the others then stop as for a stop
+        request). Returns GoBackup's status, or stop_gracefully's. Every line
+        GoBackup printed has reached the output when this returns."""
+        gobackups = Workers([self.spawn(command, True) for command in commands])
+        copiers = []
+        for child in gobackups.children:
+            if child.stdout is not None:
+                copier = threading.Thread(target=drop_probe_lines, args=(child.stdout, self.output), daemon=True)
+                copier.start()
+                copiers.append(copier)
+        exited = gobackups.poll if until_all else gobackups.first_exit
+        while not self.stop.requested and exited() is None:
             self.clock.sleep(IDLE_POLL_SECONDS)
-        status = self.stop_gracefully(gobackup) if self.stop.requested else gobackup.wait()
-        if copier is not None:
+        if self.stop.requested:
+            status = self.stop_gracefully(gobackups)
+        else:
+            status = exited() or 0
+            if gobackups.poll() is None:
+                log(f"error: a GoBackup worker exited (exit {status}); the others stop after their running backups")
+                self.stop_gracefully(gobackups)
+        for copier in copiers:
             copier.join(timeout=10)
         return status
 

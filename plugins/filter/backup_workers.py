@@ -64,8 +64,18 @@ def backup_workers(models: Sequence[Mapping[str, Any]], count: Any) -> list[list
     return workers
 
 
+def backup_worker_ports(base: Any, count: Any) -> list[int]:
+    """The loopback web port of each worker's GoBackup, worker 1 first: the
+    base port (backup_config_web_port) and the ones after it."""
+    return [int(base) + index for index in range(int(count))]
+
+
 class FilterModule:
     """Ansible filters of the backup_config role: the models of each worker."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"backup_workers": backup_workers, "backup_worker_problems": backup_worker_problems}
+        return {
+            "backup_workers": backup_workers,
+            "backup_worker_problems": backup_worker_problems,
+            "backup_worker_ports": backup_worker_ports,
+        }

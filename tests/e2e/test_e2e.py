@@ -1042,10 +1042,16 @@ FREQUENT_SCHEDULE = [
 ]
 
 
+# Both models on FREQUENT_SCHEDULE, each in a GoBackup worker of its own:
+# the scheduled tests run through the workers' path (one `gobackup run` per
+# gobackup-worker-<i>.yml), the other tests through gobackup.yml alone.
+FREQUENT_VARS = {"backup_config_databases": FREQUENT_SCHEDULE, "backup_config_workers": 2}
+
+
 @pytest.fixture
 def frequent_schedule(deployment: Deployment, client: docker.DockerClient) -> Deployment:
-    """The stack with both models on FREQUENT_SCHEDULE."""
-    deployment.use({"backup_config_databases": FREQUENT_SCHEDULE})
+    """The stack deployed with FREQUENT_VARS."""
+    deployment.use(FREQUENT_VARS)
     return deployment
 
 
@@ -1080,7 +1086,7 @@ def scheduled_run(frequent_schedule: Deployment, client: docker.DockerClient) ->
 
 def test_scheduled_backups_keep_n_per_model_across_restarts(stack, deployment: Deployment, client, bucket) -> None:
     started = client.containers.get(NAMES.backup).attrs["State"]["StartedAt"]
-    deployment.deploy({"backup_config_databases": FREQUENT_SCHEDULE})
+    deployment.deploy(FREQUENT_VARS)
     backup = client.containers.get(NAMES.backup)
     assert backup.attrs["State"]["StartedAt"] != started, "a configuration change restarts the container"
     inventory_before = archives(bucket, "inventory")
@@ -1134,7 +1140,7 @@ def test_a_lost_state_volume_is_recovered_from_the_bucket(
     client.volumes.get(f"{PROJECT}_state").remove()
     before = archives(bucket, "sales")
     assert len(before) >= 2
-    frequent_schedule.deploy({"backup_config_databases": FREQUENT_SCHEDULE})
+    frequent_schedule.deploy(FREQUENT_VARS)
     backup = client.containers.get(NAMES.backup)
     wait_until(
         lambda: "[Cycler] Removed" in backup.logs().decode(), "the first run after the loss pruned", 240, interval=0.5
@@ -1172,6 +1178,28 @@ def test_a_failed_scheduled_run_turns_the_container_unhealthy_until_the_next_suc
         150,
         interval=3,
     )
+
+
+def test_two_workers_export_two_models_at_the_same_time(frequent_schedule, client, bucket) -> None:
+    """GoBackup runs the models of one process one at a time; in two workers,
+    sales and inventory export at once. A paused SQL Server holds each export
+    until both are running."""
+    backup, mssql = client.containers.get(NAMES.backup), client.containers.get(NAMES.mssql)
+    assert "starting the GoBackup scheduler in 2 GoBackup workers" in backup.logs().decode()
+    before = {model: archives(bucket, model) for model in ("sales", "inventory")}
+
+    def running() -> set[str]:
+        jobs = backup.exec_run(["backup-config", "running-jobs", "/etc/gobackup/gobackup.yml"])
+        return set(jobs.output.decode().split())
+
+    mssql.pause()
+    try:
+        wait_until(lambda: running() == {"sales", "inventory"}, "both models exporting at once", 150, interval=1)
+    finally:
+        mssql.unpause()
+    for model in ("sales", "inventory"):
+        wait_until(lambda model=model: archives(bucket, model) != before[model], f"a new archive of {model}", 150)
+    wait_until(lambda: backup.exec_run(["docker-healthcheck"]).exit_code == 0, "healthy, both workers answering", 60)
 
 
 @pytest.fixture

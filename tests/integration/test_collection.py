@@ -92,6 +92,7 @@ PLAYBOOK = """\
         backup_stack_image: "{{ backup_image_shipped.ref }}"
         backup_stack_config_dir: "{{ backup_config_dir }}"
         backup_stack_gobackup_web_port: "{{ backup_config_web_port }}"
+        backup_stack_gobackup_workers: "{{ backup_config_workers }}"
 """
 
 

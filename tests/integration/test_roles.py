@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlserver_backup import gobackup_config
+from sqlserver_backup.workers import worker_problems
 from sqlserver_backup_testing import REPO, VENV_BIN, ansible_playbook, free_port, local_playbook, said, vault_view
 
 EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # documented in the README
@@ -758,6 +760,13 @@ def test_each_worker_gets_its_share_of_the_models_and_a_port(tmp_path: Path, vau
     assert [sorted(worker["models"]) for worker in workers] == [["sales"], ["inventory"]]
     assert [worker["web"]["port"] for worker in workers] == [2703, 2704]
     assert {**workers[0]["models"], **workers[1]["models"]} == everything["models"], "the same models, split"
+    # gobackup.yml names the split (and its digest, which recreates the
+    # container, changes with it); the image accepts the files.
+    text = (host / "gobackup.yml").read_text()
+    split = "#   gobackup-worker-1.yml (web port 2703): sales\n#   gobackup-worker-2.yml (web port 2704): inventory\n"
+    assert split in text
+    document, environment = gobackup_config.load(host / "gobackup.yml", {})
+    assert worker_problems(host / "gobackup.yml", document, environment) == []
 
     again = render("production", out, vault_password_file, "--limit", host.name)
     assert again.returncode == 0, again.stdout[-3000:]

@@ -168,3 +168,42 @@ def test_probe_failures_are_one_unhealthy_line(
     output = capsys.readouterr().out
     assert output.startswith(message), output
     assert output.count("\n") == 1
+
+
+WORKER_MODEL = """
+  {name}:
+    schedule: {{cron: "@daily"}}
+    storages: {{minio: {{type: minio, endpoint: "http://minio:9000", bucket: backups}}}}
+"""
+
+
+def test_each_worker_is_probed_on_its_own_port(active_config, tmp_path: Path, monkeypatch, capsys) -> None:
+    """With worker files (workers.py), a model's runs are in the metrics of
+    the worker that schedules it, and every worker must answer."""
+    header = "workdir: /tmp/gobackup\nweb: {host: 127.0.0.1, port: PORT}\nmodels:"
+    active_config(header.replace("PORT", "2703") + WORKER_MODEL.format(name="sales") + WORKER_MODEL.format(name="hr"))
+    for number, name in ((1, "sales"), (2, "hr")):
+        worker = header.replace("PORT", str(2702 + number)) + WORKER_MODEL.format(name=name)
+        (tmp_path / f"gobackup-worker-{number}.yml").write_text(worker)
+    asked = []
+
+    def fetch(url: str) -> str:
+        asked.append(url)
+        failed = f'gobackup_last_timestamp{{model="hr",status="failure"}} {NOW.timestamp()}\n'
+        return failed if url.startswith("http://127.0.0.1:2704/") else ""
+
+    monkeypatch.setattr(healthcheck, "fetch", fetch)
+    assert healthcheck.main() == 1
+    assert capsys.readouterr().out.startswith("unhealthy: the last backup of model hr failed")
+    assert asked == [f"http://127.0.0.1:{port}/{path}" for port in (2703, 2704) for path in ("status", "metrics")]
+
+    def second_worker_down(url: str) -> str:
+        if url.startswith("http://127.0.0.1:2704/"):
+            raise OSError("Connection refused")
+        return ""
+
+    monkeypatch.setattr(healthcheck, "fetch", second_worker_down)
+    assert healthcheck.main() == 1
+    assert capsys.readouterr().out == (
+        "unhealthy: the scheduler does not answer on http://127.0.0.1:2704: Connection refused\n"
+    )

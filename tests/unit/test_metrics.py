@@ -6,6 +6,7 @@ backup container publishes is tests/integration/test_metrics_stack.py's."""
 
 from __future__ import annotations
 
+import http.server
 import re
 import threading
 from collections.abc import Iterator
@@ -333,3 +334,40 @@ def test_get_metrics_answers_in_the_format_asked_for(served: int, accept: str, c
 )
 def test_everything_but_get_metrics_is_404(served: int, method: str, path: str) -> None:
     assert request("127.0.0.1", served, path, method)[0] == 404
+
+
+def test_every_workers_gobackup_is_read_and_served_as_one(tmp_path: Path) -> None:
+    """Each worker's GoBackup (workers.py) lists its own models under the same
+    families; the exporter serves each family once, with every model."""
+    texts = [upstream(success=1000, count=1, total=4.5), upstream(success=2000).replace('model="sales"', 'model="hr"')]
+    servers = []
+    for text in texts:
+
+        class Answer(http.server.BaseHTTPRequestHandler):
+            body = text.encode()
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(self.body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        read = metrics.scheduler_reader([("127.0.0.1", server.server_address[1]) for server in servers])
+        document = {"models": {"sales": DOCUMENT["models"]["sales"], "hr": DOCUMENT["models"]["sales"]}}
+        source = metrics.Exporter(document, tmp_path / "state.json", read, lambda storages: None)
+        source.poll()
+        served = source.render()
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    values = metric_samples(served)
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="hr"}'] == 2000
+    assert served.count("# HELP gobackup_last_timestamp ") == 1, served

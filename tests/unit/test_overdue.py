@@ -40,6 +40,16 @@ def test_models_due_at_the_same_minute_queue_behind_each_other() -> None:
     assert overdue.Grace(document, {}, measured, UTC, default=HOUR).seconds("db99", DUE) == HOUR + 100 * 300
 
 
+def test_a_model_queues_only_with_the_models_of_its_own_worker() -> None:
+    """100 databases at 02:00 in 4 workers (separate GoBackup processes, each
+    with its own lock): a model waits for the 25 runs of its worker only."""
+    document = nightly(100)
+    measured = {f"db{n}": 300.0 for n in range(100)}
+    workers = [[f"db{n}" for n in range(worker, 100, 4)] for worker in range(4)]
+    grace = overdue.Grace(document, {}, measured, UTC, default=HOUR, workers=workers)
+    assert grace.seconds("db99", DUE) == HOUR + 25 * 300
+
+
 def test_a_model_on_another_schedule_is_not_in_the_queue() -> None:
     document = nightly(2)
     document["models"]["noon"] = model("0 12 * * *")

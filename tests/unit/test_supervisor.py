@@ -75,8 +75,13 @@ class FakeConfig:
 
     relay_port = None
 
-    def __init__(self, clock: FakeClock, runs: dict[str, tuple[float, float]] | None = None) -> None:
+    def __init__(self, clock: FakeClock, runs: dict[str, tuple[float, float]] | None = None, workers: int = 1) -> None:
         self.clock, self.runs = clock, runs or {}
+        self.worker_configs = (
+            [CONFIG.parent / f"gobackup-worker-{number}.yml" for number in range(1, workers + 1)]
+            if workers > 1
+            else [CONFIG]
+        )
 
     def running_models(self) -> str:
         models = sorted(model for model, (start, end) in self.runs.items() if start <= self.clock.now() < end)
@@ -89,16 +94,23 @@ class FakeConfig:
 class Harness:
     """A supervisor with fakes around it; gobackup is the fake GoBackup it starts."""
 
-    def __init__(self, once: bool = False, grace: int = 600, metrics_port: int | None = None, **gobackup) -> None:
+    def __init__(
+        self, once: bool = False, grace: int = 600, metrics_port: int | None = None, workers: int = 1, **gobackup
+    ) -> None:
         self.clock, self.stop, self.output = FakeClock(), StopRequest(), io.BytesIO()
-        self.config = FakeConfig(self.clock)
-        self.gobackup = FakeChild(["gobackup"], **gobackup)
+        self.config = FakeConfig(self.clock, workers=workers)
+        # One fake GoBackup per worker; gobackup is worker 1's.
+        self.gobackups = [FakeChild(["gobackup"], **gobackup) for _ in range(workers)]
+        self.gobackup = self.gobackups[0]
         self.started: list[FakeChild] = []
         settings = Settings(CONFIG, once=once, grace=grace, metrics_port=metrics_port, time_zone="UTC")
         self.supervisor = Supervisor(settings, self.config, self.stop, self.spawn, self.clock, self.output)
 
     def spawn(self, command: list[str], capture_output: bool) -> FakeChild:
-        child = self.gobackup if command[0] == "gobackup" else FakeChild(command)
+        if command[0] == "gobackup":
+            child = self.gobackups[self.config.worker_configs.index(Path(command[-1]))]
+        else:
+            child = FakeChild(command)
         child.command = command
         if not capture_output:
             child.stdout = None
@@ -241,6 +253,52 @@ def test_a_stopped_one_shot_run_finishes_its_backup_and_exits_with_its_status(ca
     harness.clock.at(20, lambda: harness.gobackup.exit(0))
     assert harness.run() == 0
     assert "docker-entrypoint: stop requested; waiting for model sales to finish (grace 600 s)" in logged(capsys)
+
+
+def test_each_worker_runs_a_scheduler_of_its_own_and_a_stop_waits_for_all_of_them(capsys) -> None:
+    harness = Harness(workers=2)
+    harness.config.runs = {"sales": (0, 20), "inventory": (0, 30)}
+    harness.clock.at(1, harness.stop)
+    assert harness.run() == 0
+    assert [child.command for child in harness.gobackups] == [
+        ["gobackup", "run", "-c", "/etc/gobackup/gobackup-worker-1.yml"],
+        ["gobackup", "run", "-c", "/etc/gobackup/gobackup-worker-2.yml"],
+    ]
+    assert logged(capsys)[:2] == [
+        "docker-entrypoint: starting the GoBackup scheduler in 2 GoBackup workers (TZ=UTC)",
+        "docker-entrypoint: stop requested; waiting for models inventory, sales to finish (grace 600 s)",
+    ]
+    assert harness.clock.now() >= 30, "the stop waited for the longer run, on the other worker"
+    for gobackup in harness.gobackups:
+        assert gobackup.signals == [(signal.SIGTERM, True), (signal.SIGKILL, True)]
+
+
+def test_a_worker_that_exits_stops_the_others_after_their_running_backups(capsys) -> None:
+    harness = Harness(workers=3)
+    harness.config.runs = {"sales": (0, 40)}
+    harness.clock.at(5, lambda: harness.gobackups[1].exit(2))
+    assert harness.run() == 2
+    assert logged(capsys)[1:] == [
+        "docker-entrypoint: error: a GoBackup worker exited (exit 2); the others stop after their running backups",
+        "docker-entrypoint: stop requested; waiting for model sales to finish (grace 600 s)",
+        "docker-entrypoint: still waiting for model sales to finish (570 s of the grace left)",
+        "docker-entrypoint: the backup finished; stopping GoBackup",
+        "docker-entrypoint: error: GoBackup exited by itself (exit 2); its reason is above",
+    ]
+    assert harness.clock.now() >= 40, "worker 1's backup was not cut off"
+    assert harness.gobackups[0].signals[0] == (signal.SIGTERM, True)
+    assert harness.gobackups[2].signals[0] == (signal.SIGTERM, True)
+
+
+def test_a_one_shot_run_performs_each_workers_models_at_once_and_waits_for_all(capsys) -> None:
+    harness = Harness(once=True, workers=2)
+    harness.clock.at(5, lambda: harness.gobackups[0].exit(0))
+    harness.clock.at(9, lambda: harness.gobackups[1].exit(1))
+    assert harness.run() == 1
+    assert [child.command[:2] for child in harness.gobackups] == [["gobackup", "perform"]] * 2
+    assert logged(capsys)[0] == "docker-entrypoint: running every model once in 2 GoBackup workers"
+    assert harness.clock.now() >= 9
+    assert [child.signals for child in harness.gobackups] == [[], []], "both ran to their end"
 
 
 GIN_STATUS = b'[GIN] 2026/11/24 - 11:28:09 | 200 |      52.1\xc2\xb5s |       127.0.0.1 | GET      "/status"'
