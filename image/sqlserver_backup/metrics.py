@@ -51,7 +51,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ from sqlserver_backup import go_time_location, gobackup_config, overdue, restore
 from sqlserver_backup.archives import newest_archive
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.metrics_web import WebConfig, load_web_config, web_config_path
-from sqlserver_backup.workers import scheduler_addresses, worker_models
+from sqlserver_backup.workers import PartialReading, scheduler_addresses, scheduler_reader, worker_models
 
 POLL_SECONDS = 5.0
 # A client that has not finished its TLS handshake by then is dropped.
@@ -288,6 +287,9 @@ class Exporter(Collector):
             except OSError as error:
                 self.scheduler_up = False
                 self.tell("scheduler", f"GoBackup's scheduler does not answer: {error}")
+                # The workers that answered still count.
+                answered = error.text if isinstance(error, PartialReading) else ""
+                changed = bool(answered) and self.observe(answered)
             else:
                 self.scheduler_up = True
                 self.tell("scheduler", "")
@@ -502,23 +504,6 @@ class MetricsServer(http.server.ThreadingHTTPServer):
         # A refused handshake or a client gone mid-answer: one line, no traceback.
         error = sys.exc_info()[1]
         log(f"request from {client_address[0]} failed: {type(error).__name__}: {error}")
-
-
-def scheduler_reader(addresses: Sequence[tuple[str, int]]) -> Callable[[], str] | None:
-    """Reads the /metrics of every GoBackup worker as one text (the parser
-    joins a family that each worker lists into one)."""
-    if not addresses:
-        return None
-    urls = [f"http://{host}:{port}/metrics" for host, port in addresses]
-
-    def fetch() -> str:
-        texts = []
-        for url in urls:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http only
-                texts.append(response.read().decode())
-        return "\n".join(texts)
-
-    return fetch
 
 
 def main(argv: list[str] | None = None) -> int:

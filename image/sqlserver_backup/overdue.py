@@ -145,8 +145,12 @@ class Grace:
         self.worker_of = {str(name).lower(): index for index, names in enumerate(workers or []) for name in names}
         self.default = default_grace() if default is None else default
         self.measured = {str(name).lower(): seconds for name, seconds in measured.items() if seconds > 0}
-        # The longest a queue can carry over: every measured run, one after another.
-        self.window = sum(self.measured.values())
+        # The longest a worker's queue can carry over: every measured run of
+        # its models, one after another.
+        self.window: dict[int | None, float] = {}
+        for name, seconds in self.measured.items():
+            worker = self.worker_of.get(name)
+            self.window[worker] = self.window.get(worker, 0.0) + seconds
         self.schedules: dict[str, Any] = {}
         for model, body in (document.get("models") or {}).items():
             try:
@@ -155,28 +159,29 @@ class Grace:
                 continue
             if schedule is not None:
                 self.schedules[str(model).lower()] = schedule
-        self.queued_at: dict[float, set[str]] = {}
+        self.queued_at: dict[tuple[float, int | None], set[str]] = {}
 
-    def queued(self, due: float) -> set[str]:
-        """The measured models whose runs can hold the lock at `due`: a cron
-        run at most `window` before it, or any interval schedule (every,
-        @every: its runs fall wherever its last one ended)."""
-        if due not in self.queued_at:
-            since = datetime.datetime.fromtimestamp(due - self.window - 1, self.zone)
-            self.queued_at[due] = {
+    def queued(self, due: float, worker: int | None = None) -> set[str]:
+        """The measured models of `worker` whose runs can hold its lock at
+        `due`: a cron run at most its queue's window before it, or any
+        interval schedule (every, @every: its runs fall wherever its last
+        one ended)."""
+        if (due, worker) not in self.queued_at:
+            since = datetime.datetime.fromtimestamp(due - self.window.get(worker, 0.0) - 1, self.zone)
+            self.queued_at[(due, worker)] = {
                 model
                 for model, schedule in self.schedules.items()
                 if model in self.measured
+                and self.worker_of.get(model) == worker
                 and (isinstance(schedule, (ConstantDelaySchedule, EverySchedule)) or fires_by(schedule, since, due))
             }
-        return self.queued_at[due]
+        return self.queued_at[(due, worker)]
 
     def queue_seconds(self, model: str, due: float) -> float:
         """How long the runs queued with the model's run due at `due` take,
         its own included."""
         name = str(model).lower()
-        mine = self.worker_of.get(name)
-        queue = {other for other in self.queued(due) if self.worker_of.get(other) == mine}
+        queue = self.queued(due, self.worker_of.get(name))
         return sum(self.measured[other] for other in queue | ({name} & self.measured.keys()))
 
     def seconds(self, model: str, due: float) -> int:

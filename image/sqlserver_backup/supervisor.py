@@ -436,12 +436,12 @@ class Supervisor:
                 copier.start()
                 copiers.append(copier)
         exited = gobackups.poll if until_all else gobackups.first_exit
-        while not self.stop.requested and exited() is None:
+        status = None
+        while not self.stop.requested and (status := exited()) is None:
             self.clock.sleep(IDLE_POLL_SECONDS)
-        if self.stop.requested:
+        if status is None:
             status = self.stop_gracefully(gobackups)
         else:
-            status = exited() or 0
             if gobackups.poll() is None:
                 log(f"error: a GoBackup worker exited (exit {status}); the others stop after their running backups")
                 self.stop_gracefully(gobackups)

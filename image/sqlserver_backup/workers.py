@@ -18,12 +18,14 @@ gobackup.yml's models exactly once each.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.gobackup_config import load, load_lenient, web_address
+from sqlserver_backup.notify_settings import relay_channels
 
 WORKER_FILE = re.compile(r"^gobackup-worker-([1-9][0-9]*)\.yml$")
 
@@ -50,6 +52,37 @@ def scheduler_addresses(config: Path, environ: Mapping[str, str]) -> list[tuple[
     web.enabled is false)."""
     addresses = (web_address(load_lenient(path, environ)) for path in worker_configs(config))
     return [address for address in addresses if address is not None]
+
+
+class PartialReading(OSError):
+    """Some workers' GoBackup did not answer; `text` is what the others said."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+def scheduler_reader(addresses: Sequence[tuple[str, int]]) -> Callable[[], str] | None:
+    """Reads the /metrics of every GoBackup worker as one text (the parser
+    joins a family that each worker lists into one). A worker that does not
+    answer raises PartialReading with the others' text."""
+    if not addresses:
+        return None
+    urls = [f"http://{host}:{port}/metrics" for host, port in addresses]
+
+    def fetch() -> str:
+        texts, failures = [], []
+        for url in urls:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http only
+                    texts.append(response.read().decode())
+            except OSError as error:
+                failures.append(f"{url}: {error}")
+        if failures:
+            raise PartialReading("; ".join(failures), "\n".join(texts))
+        return "\n".join(texts)
+
+    return fetch
 
 
 def worker_models(config: Path, environ: Mapping[str, str]) -> list[list[str]]:
@@ -88,6 +121,11 @@ def worker_problems(config: Path, document: Mapping[str, Any], environ: Mapping[
             reasons.append(f"{path.name} and {addresses[address]} both serve on {address[0]}:{address[1]}")
         elif address is not None:
             addresses[address] = path.name
+    relay = {("127.0.0.1", int(port)) for port in relay_channels(document).values()}
+    reasons += [
+        f"{addresses[address]} serves on {address[0]}:{address[1]}, the notification relay's port"
+        for address in sorted(relay & addresses.keys())
+    ]
     unassigned = [str(model) for model in document["models"] if model not in holder]
     if unassigned and not unreadable:
         reasons.append(f"model(s) {', '.join(unassigned)} of {config.name} are in no worker file: they would never run")

@@ -28,8 +28,12 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-def backup_worker_problems(models: Sequence[Mapping[str, Any]], count: Any) -> list[str]:
-    """Why the models cannot be split into `count` workers; empty when they can."""
+def backup_worker_problems(
+    models: Sequence[Mapping[str, Any]], count: Any, base_port: Any = 2703, relay_port: Any = None
+) -> list[str]:
+    """Why the models cannot be split into `count` workers whose web ports
+    count down from `base_port`, none of them the notification relay's
+    `relay_port`; empty when they can."""
     workers = _whole_number(count)
     if workers is None or workers < 1:
         return [f"{WORKERS_VARIABLE} must be a whole number of 1 or more, not '{count}'"]
@@ -47,27 +51,45 @@ def backup_worker_problems(models: Sequence[Mapping[str, Any]], count: Any) -> l
                 f"model {model['name']}: worker must be a number from 1 to {WORKERS_VARIABLE} ({workers}),"
                 f" not '{model['worker']}'"
             )
+    if reasons:
+        return reasons
+    idle = [str(number) for number, names in enumerate(backup_workers(models, workers), start=1) if not names]
+    if idle:
+        reasons.append(
+            f"worker(s) {', '.join(idle)} would have no model: pin fewer models (worker:) or lower {WORKERS_VARIABLE}"
+        )
+    ports = backup_worker_ports(base_port, workers)
+    if ports[-1] < 1:
+        reasons.append(f"{workers} workers need the web ports {ports[-1]} to {base_port}: raise backup_config_web_port")
+    if relay_port is not None and int(relay_port) in ports:
+        reasons.append(
+            f"backup_config_notify_relay_port ({relay_port}) is the web port of GoBackup worker"
+            f" {ports.index(int(relay_port)) + 1} (backup_config_web_port {base_port} and the {workers - 1} below it):"
+            " set one of them apart"
+        )
     return reasons
 
 
-def backup_workers(models: Sequence[Mapping[str, Any]], count: Any) -> list[list[str]]:
+def backup_workers(models: Sequence[Mapping[str, Any]], count: Any) -> list[list[Any]]:
     """The model names of each worker, worker 1 first (backup_worker_problems
     must be empty)."""
-    workers: list[list[str]] = [[] for _ in range(int(count))]
+    # Names as the inventory gives them, as the models' own (backup_models).
+    workers: list[list[Any]] = [[] for _ in range(int(count))]
     for model in models:
         if "worker" in model:
-            workers[int(model["worker"]) - 1].append(str(model["name"]))
+            workers[int(model["worker"]) - 1].append(model["name"])
     for model in models:
         if "worker" not in model:
             fewest = min(range(len(workers)), key=lambda index: (len(workers[index]), index))
-            workers[fewest].append(str(model["name"]))
+            workers[fewest].append(model["name"])
     return workers
 
 
 def backup_worker_ports(base: Any, count: Any) -> list[int]:
-    """The loopback web port of each worker's GoBackup, worker 1 first: the
-    base port (backup_config_web_port) and the ones after it."""
-    return [int(base) + index for index in range(int(count))]
+    """The loopback web port of each worker's GoBackup, worker 1 first:
+    backup_config_web_port and the ones below it (the notification relay's
+    default port is the one above)."""
+    return [int(base) - index for index in range(int(count))]
 
 
 class FilterModule:

@@ -1200,6 +1200,12 @@ def test_two_workers_export_two_models_at_the_same_time(frequent_schedule, clien
     for model in ("sales", "inventory"):
         wait_until(lambda model=model: archives(bucket, model) != before[model], f"a new archive of {model}", 150)
     wait_until(lambda: backup.exec_run(["docker-healthcheck"]).exit_code == 0, "healthy, both workers answering", 60)
+    # A manual run and the status find a model whichever worker schedules it.
+    assert "BACKUP-NOW OK model=inventory" in playbook("backup_now.yml", "-e", "backup_now_models=inventory").stdout
+    status = backup.exec_run(["backup-status", "--json"])
+    rows = {row["model"]: row["status"] for row in json.loads(status.output)["rows"]}
+    assert set(rows) == {"sales", "inventory"}, status.output
+    assert "OVERDUE" not in rows.values(), status.output
 
 
 @pytest.fixture

@@ -758,12 +758,12 @@ def test_each_worker_gets_its_share_of_the_models_and_a_port(tmp_path: Path, vau
     everything = yaml.safe_load((host / "gobackup.yml").read_text())
     workers = [yaml.safe_load((host / f"gobackup-worker-{n}.yml").read_text()) for n in (1, 2)]
     assert [sorted(worker["models"]) for worker in workers] == [["sales"], ["inventory"]]
-    assert [worker["web"]["port"] for worker in workers] == [2703, 2704]
+    assert [worker["web"]["port"] for worker in workers] == [2703, 2702], "counting down, away from the relay's 2704"
     assert {**workers[0]["models"], **workers[1]["models"]} == everything["models"], "the same models, split"
     # gobackup.yml names the split (and its digest, which recreates the
     # container, changes with it); the image accepts the files.
     text = (host / "gobackup.yml").read_text()
-    split = "#   gobackup-worker-1.yml (web port 2703): sales\n#   gobackup-worker-2.yml (web port 2704): inventory\n"
+    split = "#   gobackup-worker-1.yml (web port 2703): sales\n#   gobackup-worker-2.yml (web port 2702): inventory\n"
     assert split in text
     document, environment = gobackup_config.load(host / "gobackup.yml", {})
     assert worker_problems(host / "gobackup.yml", document, environment) == []

@@ -44,10 +44,24 @@ def test_a_model_added_at_the_end_moves_no_other() -> None:
         (("a", "b"), {}, 3, "backup_config_workers (3) is more than the models (2): a worker would have no model"),
         (("a", "b"), {"a": 3}, 2, "model a: worker must be a number from 1 to backup_config_workers (2), not '3'"),
         (("a", "b"), {"b": 0}, 2, "model b: worker must be a number from 1 to backup_config_workers (2), not '0'"),
+        (("a", "b"), {"a": 1, "b": 1}, 2, "worker(s) 2 would have no model: pin fewer models (worker:) or lower"),
     ],
 )
 def test_impossible_splits_are_refused_naming_the_variable(names, pins, count, reason) -> None:
-    assert reason in backup_workers.backup_worker_problems(models(*names, **pins), count)
+    found = backup_workers.backup_worker_problems(models(*names, **pins), count)
+    assert any(problem.startswith(reason) for problem in found), found
+
+
+def test_worker_ports_count_down_from_the_web_port_away_from_the_relays() -> None:
+    assert backup_workers.backup_worker_ports(2703, 3) == [2703, 2702, 2701]
+    assert backup_workers.backup_worker_problems(models("a", "b", "c"), 3, 2703, 2704) == []
+    assert backup_workers.backup_worker_problems(models("a", "b", "c"), 3, 2703, 2701) == [
+        "backup_config_notify_relay_port (2701) is the web port of GoBackup worker 3 (backup_config_web_port 2703"
+        " and the 2 below it): set one of them apart"
+    ]
+    assert backup_workers.backup_worker_problems(models("a", "b"), 2, 1) == [
+        "2 workers need the web ports 0 to 1: raise backup_config_web_port"
+    ]
 
 
 def test_a_possible_split_has_no_problem() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlserver_backup import metrics, metrics_web, overdue, state_files
+from sqlserver_backup import metrics, metrics_web, overdue, state_files, workers
 from sqlserver_backup_testing import metric_samples, request
 
 DOCUMENT = {"models": {"sales": {"schedule": {"cron": "0 2 * * *"}, "storages": {}}}}
@@ -358,7 +358,7 @@ def test_every_workers_gobackup_is_read_and_served_as_one(tmp_path: Path) -> Non
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
     try:
-        read = metrics.scheduler_reader([("127.0.0.1", server.server_address[1]) for server in servers])
+        read = workers.scheduler_reader([("127.0.0.1", server.server_address[1]) for server in servers])
         document = {"models": {"sales": DOCUMENT["models"]["sales"], "hr": DOCUMENT["models"]["sales"]}}
         source = metrics.Exporter(document, tmp_path / "state.json", read, lambda storages: None)
         source.poll()
@@ -371,3 +371,14 @@ def test_every_workers_gobackup_is_read_and_served_as_one(tmp_path: Path) -> Non
     assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
     assert values['sqlserver_backup_last_success_timestamp_seconds{model="hr"}'] == 2000
     assert served.count("# HELP gobackup_last_timestamp ") == 1, served
+
+
+def test_a_worker_that_does_not_answer_leaves_the_others_fresh(tmp_path: Path) -> None:
+    def partly() -> str:
+        raise workers.PartialReading("http://127.0.0.1:2702/metrics: refused", upstream(success=1000))
+
+    source = metrics.Exporter(DOCUMENT, tmp_path / "state.json", partly, lambda storages: None)
+    source.poll()
+    values = metric_samples(source.render())
+    assert values['sqlserver_backup_last_success_timestamp_seconds{model="sales"}'] == 1000
+    assert values["sqlserver_backup_scheduler_up"] == 0

@@ -25,7 +25,7 @@ def model(name: str) -> dict:
 
 
 MODELS = {"sales": model("sales"), "inventory": model("inventory"), "hr": model("hr")}
-ENVIRONMENT = {"PASSWORD": "S3cret"}
+ENVIRONMENT = {"PASSWORD": "S3cret", "NOTIFY_WEBHOOK_URL": "https://hooks.example.com/backups"}
 
 
 def write(path: Path, models: dict, port: int = 2703, workdir: str = "/tmp/gobackup") -> Path:
@@ -74,6 +74,14 @@ def test_worker_files_run_in_their_numbers_order_each_on_its_port(tmp_path: Path
 def test_a_model_run_twice_or_never_is_refused(tmp_path: Path, shares: list[list[str]], reason: str) -> None:
     found = problems(split(tmp_path, *shares))
     assert any(problem.startswith(reason) for problem in found), found
+
+
+def test_a_worker_on_the_notification_relays_port_is_refused(tmp_path: Path) -> None:
+    notifying = {**MODELS["hr"], "notifiers": {"alerts": {"type": "webhook", "url": "http://127.0.0.1:2704/webhook"}}}
+    config = write(tmp_path / "gobackup.yml", {**MODELS, "hr": notifying})
+    write(tmp_path / "gobackup-worker-1.yml", {"sales": MODELS["sales"], "inventory": MODELS["inventory"]}, 2703)
+    write(tmp_path / "gobackup-worker-2.yml", {"hr": notifying}, 2704)
+    assert problems(config) == ["gobackup-worker-2.yml serves on 127.0.0.1:2704, the notification relay's port"]
 
 
 def test_a_gap_in_the_numbers_is_refused(tmp_path: Path) -> None:
