@@ -74,7 +74,7 @@ def backup_workers(models: Sequence[Mapping[str, Any]], count: Any) -> list[list
     """The model names of each worker, worker 1 first (backup_worker_problems
     must be empty)."""
     # Names as the inventory gives them, as the models' own (backup_models).
-    workers: list[list[Any]] = [[] for _ in range(int(count))]
+    workers: list[list[Any]] = [[] for _worker in range(int(count))]
     for model in models:
         if "worker" in model:
             workers[int(model["worker"]) - 1].append(model["name"])
