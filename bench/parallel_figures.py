@@ -220,13 +220,13 @@ def parallel_rows(bench: Bench, minio_image: str) -> list[Row]:
     ]
     for workers in WORKER_COUNTS[1:]:
         seconds, ideal = results[workers]["seconds"], alone / min(workers, cores)
-        target = f"<= {TWO_WORKER_TARGET} x 1 worker ({TWO_WORKER_TARGET * alone:.0f} s)" if workers == 2 else ""
+        target = f"<= {TWO_WORKER_TARGET} x 1 worker ({TWO_WORKER_TARGET * alone:.0f} s)" if workers == 2 else "-"
         rows.append(
             Row(
                 f"6. ... {workers} workers (ideal: the 1-worker time / min({workers}, {cores} cores))",
                 f"{seconds:.0f} s = x{seconds / alone:.2f} of 1 worker; ideal {ideal:.0f} s (x{seconds / ideal:.2f})",
                 target,
-                verdict(seconds <= TWO_WORKER_TARGET * alone) if workers == 2 else "",
+                verdict(seconds <= TWO_WORKER_TARGET * alone) if workers == 2 else "info",
             )
         )
     overdue = [line for result in results.values() for line in result["overdue"]]
