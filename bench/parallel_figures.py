@@ -45,7 +45,7 @@ exit 1
 """
 ARCHIVE = re.compile(r"/(m\d\d)/[^/]+\.tar(\.[a-z]+)?$")
 OVERDUE = "has no successful backup since"
-RPO_GRACE = 30
+RPO_GRACE = 5
 
 
 def render_config(bench: Bench, workers: int, due: datetime.datetime, minio: tuple[str, str, str, str]) -> Path:
