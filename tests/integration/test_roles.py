@@ -520,10 +520,18 @@ def test_the_containers_own_settings_are_checked_before_the_deploy(tmp_path: Pat
     assert said(
         result,
         "METRICS_PORT (set by backup_stack_metrics_port) must differ from web.port (set by"
-        " backup_stack_gobackup_web_port, which deploy.yml sets from backup_config_web_port),"
-        " the port of GoBackup's own web server in the container (2703)",
+        " backup_stack_gobackup_web_port and backup_stack_gobackup_workers, which deploy.yml sets from"
+        " backup_config_web_port and backup_config_workers), the port of GoBackup's own web server in the"
+        " container (2703)",
     )
     assert said(result, "backup_stack_tmp_size must be a size such as 512m or 4g")
+    assert not (tmp_path / "stack").exists(), "nothing was deployed"
+    # With 2 GoBackup workers, the second one's port (one below) is taken too.
+    workers = dev_deploy(
+        tmp_path, backup_config_workers=2, backup_stack_metrics_enabled=True, backup_stack_metrics_port=2702
+    )
+    assert workers.returncode != 0
+    assert said(workers, "the port of GoBackup's own web server in the container (2703, 2702)")
     assert not (tmp_path / "stack").exists(), "nothing was deployed"
 
 
