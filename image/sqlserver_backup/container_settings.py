@@ -7,7 +7,7 @@ it deploys (container_settings_problems, an Ansible filter)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlserver_backup.config_errors import name_sources
@@ -15,13 +15,13 @@ from sqlserver_backup.config_errors import name_sources
 
 def container_settings_problems(
     environ: Mapping[str, Any],
-    web_ports: Any = None,
+    web_ports: Sequence[Any] = (),
     sources: Mapping[str, str] | None = None,
     empty_is_default: bool = True,
 ) -> list[str]:
     """The reasons the container's settings are not usable; empty when fine.
-    `web_ports` are GoBackup's (a port, or one per worker), which the metrics
-    may not share; `sources` maps
+    `web_ports` are GoBackup's (one per worker), which the metrics may not
+    share; `sources` maps
     a variable to the Ansible variable that sets it. The entrypoint takes an
     empty value for the default; the role, which renders its values into
     compose.yml, does not (empty_is_default false)."""
@@ -45,15 +45,9 @@ def container_settings_problems(
     metrics_port = settings.get("METRICS_PORT", "")
     if metrics_port and not (re.fullmatch(r"[0-9]{1,5}", metrics_port) and 1 <= int(metrics_port) <= 65535):
         reasons.append(f"METRICS_PORT must be a port number (1-65535) or empty, not '{metrics_port}'")
-    elif metrics_port and str(int(metrics_port)) in [str(port).strip() for port in _listed(web_ports)]:
+    elif metrics_port and str(int(metrics_port)) in [str(port).strip() for port in web_ports]:
         reasons.append(
             "METRICS_PORT must differ from web.port, the port of GoBackup's own web server in the container"
-            f" ({', '.join(str(port) for port in _listed(web_ports))})"
+            f" ({', '.join(str(port) for port in web_ports)})"
         )
     return name_sources(reasons, sources)
-
-
-def _listed(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]

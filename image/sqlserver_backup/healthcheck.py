@@ -109,7 +109,8 @@ def probe() -> int:
     # probe's, so read the config without checking it.
     config = Path(active.read_text(encoding="utf-8").strip())
     document = gobackup_config.load_lenient(config, os.environ)
-    addresses = workers.scheduler_addresses(config, os.environ)
+    processes = workers.read_workers(config, os.environ)
+    addresses = [process.address for process in processes if process.address is not None]
     if not addresses:
         return 0  # web server disabled: Docker's restart policy watches the process
     texts = []
@@ -133,7 +134,7 @@ def probe() -> int:
     except OSError:  # a state volume it cannot write: the durations recorded before
         measured = overdue.durations()
     now = datetime.datetime.now(zone)
-    groups = workers.worker_models(config, os.environ)
+    groups = [process.models for process in processes]
     found = problems(document, last_runs(metrics), started, now, zone, settings, measured, groups)
     for problem in found:
         print(f"unhealthy: {problem}")

@@ -65,7 +65,7 @@ from sqlserver_backup import go_time_location, gobackup_config, overdue, restore
 from sqlserver_backup.archives import newest_archive
 from sqlserver_backup.config_errors import ConfigError
 from sqlserver_backup.metrics_web import WebConfig, load_web_config, web_config_path
-from sqlserver_backup.workers import PartialReading, scheduler_addresses, scheduler_reader, worker_models
+from sqlserver_backup.workers import PartialReading, read_workers, scheduler_reader
 
 POLL_SECONDS = 5.0
 # A client that has not finished its TLS handshake by then is dropped.
@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         document = gobackup_config.load_lenient(arguments.config, os.environ)
-        fetch = scheduler_reader(scheduler_addresses(arguments.config, os.environ))
+        processes = read_workers(arguments.config, os.environ)
+        fetch = scheduler_reader([process.address for process in processes if process.address is not None])
         if fetch is None:
             log("GoBackup's web server is disabled (web.enabled: false): only the saved state is served")
         try:
@@ -528,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             state_files.state_dir(os.environ) / STATE_FILE,
             fetch,
             restore_settings=settings,
-            workers=worker_models(arguments.config, os.environ),
+            workers=[process.models for process in processes],
         )
         web = load_web_config(web_config_path(arguments.config))
         server = MetricsServer(("0.0.0.0", arguments.port), handler_for(exporter.registry, web), web)  # noqa: S104

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,25 @@ def worker_configs(config: Path) -> list[Path]:
     return [path for _, path in found] or [config]
 
 
+@dataclass(frozen=True)
+class Worker:
+    """One GoBackup process as its file says: its web server's (host, port),
+    None when web.enabled is false, and its model names."""
+
+    address: tuple[str, int] | None
+    models: list[str]
+
+
+def read_workers(config: Path, environ: Mapping[str, str]) -> list[Worker]:
+    """Each GoBackup process of the container, worker 1 first; each file read once."""
+    documents = (load_lenient(path, environ) for path in worker_configs(config))
+    return [Worker(web_address(document), list(document.get("models") or {})) for document in documents]
+
+
 def scheduler_addresses(config: Path, environ: Mapping[str, str]) -> list[tuple[str, int]]:
     """(host, port) of the web server of each GoBackup process (none where
     web.enabled is false)."""
-    addresses = (web_address(load_lenient(path, environ)) for path in worker_configs(config))
-    return [address for address in addresses if address is not None]
+    return [worker.address for worker in read_workers(config, environ) if worker.address is not None]
 
 
 class PartialReading(OSError):
@@ -87,7 +102,7 @@ def scheduler_reader(addresses: Sequence[tuple[str, int]]) -> Callable[[], str] 
 
 def worker_models(config: Path, environ: Mapping[str, str]) -> list[list[str]]:
     """The model names each GoBackup process schedules, worker 1 first."""
-    return [list(load_lenient(path, environ).get("models") or {}) for path in worker_configs(config)]
+    return [worker.models for worker in read_workers(config, environ)]
 
 
 def worker_problems(config: Path, document: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
